@@ -34,9 +34,9 @@ var Kinds = []Kind{
 // hyphens ("virtualnode", "virtual-nodes", "vn" is not accepted).
 func ParseKind(s string) (Kind, error) {
 	n := strings.ToLower(strings.ReplaceAll(strings.ReplaceAll(s, "-", ""), "_", ""))
-	n = strings.TrimSuffix(n, "s")
 	for _, k := range Kinds {
-		if strings.ToLower(string(k)) == n {
+		l := strings.ToLower(string(k))
+		if n == l || n == l+"s" || (k == KindMesh && n == "meshes") {
 			return k, nil
 		}
 	}
@@ -62,6 +62,21 @@ func (k Kind) ParentKind() Kind {
 func (k Kind) LowerCamel() string {
 	s := string(k)
 	return strings.ToLower(s[:1]) + s[1:]
+}
+
+// Words is the kind in lower-case words ("virtual node").
+func (k Kind) Words() string {
+	var b strings.Builder
+	for i, r := range string(k) {
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // NewSpec returns a pointer to an empty spec of the kind.
