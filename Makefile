@@ -22,11 +22,12 @@ export GOFLAGS := $(strip $(GOFLAGS) -mod=readonly)
 export DEBIAN_FRONTEND := noninteractive
 
 # Debian packages the build and the tests need; `make deps` installs the
-# missing ones. Go itself comes from /usr/local/go. Planned, as the datapath,
-# proxy and benchmarks land: clang-14 llvm-14 libbpf-dev linux-libc-dev
-# (make generate), etcd-server etcd-client (HA store tests), iproute2 curl
-# (e2e), nginx haproxy (benchmarks), prometheus.
-APT_PACKAGES ?= git ca-certificates
+# missing ones. Go itself comes from /usr/local/go. protobuf-compiler,
+# clang-14, llvm-14, libbpf-dev and bpftool pin the generators of
+# `make generate` (CI regenerates and diffs); iproute2 and curl drive the
+# datapath and end-to-end tests. Planned: etcd-server (HA store tests),
+# nginx haproxy (benchmarks), prometheus.
+APT_PACKAGES ?= git ca-certificates protobuf-compiler clang-14 llvm-14 libbpf-dev bpftool iproute2 curl
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
@@ -92,8 +93,9 @@ build: ## Build every command in cmd/ into bin/, stamped with the git version
 	fi
 
 .PHONY: generate
-generate: ## Regenerate code (bpf2go objects and bindings) with go generate
+generate: ## Regenerate code (protobufs, bpf2go objects and bindings) with go generate
 	@if [ -n "$(GENERATE_DIRS)" ]; then \
+		$(GO) build -o $(BIN)/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go; \
 		$(GO) generate ./...; \
 	else \
 		echo "generate: no //go:generate directives yet (bpf/ has no sources)"; \

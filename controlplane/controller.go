@@ -96,14 +96,14 @@ type Controller struct {
 }
 
 // New opens the store and binds the API listener. Run serves it.
-func New(ctx context.Context, cfg Config, log *slog.Logger) (c *Controller, err error) {
+func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Controller, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c = &Controller{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	c := &Controller{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
 			c.close()
@@ -115,10 +115,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (c *Controller, err 
 	if err != nil {
 		return nil, err
 	}
-	c.st, err = boltstore.Open(filepath.Join(cfg.DataDir, "weft.db"), boltstore.Options{}, log.With("component", "store"))
+	st, err := boltstore.Open(filepath.Join(cfg.DataDir, "weft.db"), boltstore.Options{}, log.With("component", "store"))
 	if err != nil {
 		return nil, err
 	}
+	c.st = st
 	c.svc, err = resources.New(c.st, resources.Config{Account: cfg.Account, Region: cfg.Region, Quotas: cfg.Quotas}, log.With("component", "resources"))
 	if err != nil {
 		return nil, err

@@ -127,14 +127,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, op string, fn op
 // x-amzn-ErrorType header and in the body, and the message in the body.
 func writeError(w http.ResponseWriter, err error) int {
 	t := appmesh.TypeOf(err)
+	var ie *resources.ItemError
+	if errors.As(err, &ie) {
+		err = ie.Err // the index travels in its own field
+	}
 	msg := err.Error()
 	var ae *appmesh.APIError
 	if errors.As(err, &ae) {
 		msg = ae.Message
 	}
 	body := api.ErrorBody{Type: string(t), Code: string(t), Message: msg}
-	var ie *resources.ItemError
-	if errors.As(err, &ie) {
+	if ie != nil {
 		body.Index = &ie.Index
 	}
 	var ve appmesh.ValidationError
