@@ -75,8 +75,10 @@ func TestOpenAPIOnlyOnLoopback(t *testing.T) {
 	if err := writeFile(tokens, "tok\n"); err != nil {
 		t.Fatal(err)
 	}
-	c, err := controlplane.New(context.Background(), controlplane.Config{DataDir: t.TempDir(), APIListen: "0.0.0.0:0",
-		Auth: controlplane.AuthConfig{BearerTokenFile: tokens}}, nil)
+	c, err := controlplane.New(context.Background(), controlplane.Config{
+		DataDir: t.TempDir(), APIListen: "0.0.0.0:0",
+		Auth: controlplane.AuthConfig{BearerTokenFile: tokens},
+	}, nil)
 	if err != nil {
 		t.Fatalf("with a bearer token: %v", err)
 	}

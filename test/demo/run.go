@@ -58,7 +58,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	t.ok("built into " + t.bin)
 
-	addr, err := freeAddr()
+	addr, err := freeAddr(ctx)
 	if err != nil {
 		return err
 	}
@@ -69,7 +69,9 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer ctrlLog.Close()
-	ctrl := exec.Command(filepath.Join(t.bin, "weft-controller"), "--data-dir", filepath.Join(tmp, "data"), "--api-listen", addr) //nolint:gosec // our own binary
+	// Not bound to ctx: on Ctrl-C the controller gets SIGTERM and time to
+	// shut down cleanly (below), not SIGKILL.
+	ctrl := exec.CommandContext(context.WithoutCancel(ctx), filepath.Join(t.bin, "weft-controller"), "--data-dir", filepath.Join(tmp, "data"), "--api-listen", addr)
 	ctrl.Stdout, ctrl.Stderr = ctrlLog, ctrlLog
 	if err := ctrl.Start(); err != nil {
 		return fmt.Errorf("start controller: %w", err)
@@ -134,7 +136,7 @@ func (t *tour) weftctl(ctx context.Context, args ...string) (string, error) {
 	shown := "weftctl " + strings.Join(args, " ")
 	shown = strings.ReplaceAll(shown, t.samples+"/", "")
 	fmt.Fprintf(t.out, "  $ %s\n", shown)
-	cmd := exec.CommandContext(ctx, filepath.Join(t.bin, "weftctl"), append([]string{"--server", t.server}, args...)...) //nolint:gosec // our own binary
+	cmd := exec.CommandContext(ctx, filepath.Join(t.bin, "weftctl"), append([]string{"--server", t.server}, args...)...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	err := cmd.Run()
@@ -288,9 +290,9 @@ func waitReady(ctx context.Context, server string) error {
 	return errors.New("the controller did not become ready in 20s")
 }
 
-func freeAddr() (string, error) {
+func freeAddr(ctx context.Context) (string, error) {
 	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
