@@ -180,7 +180,9 @@ fuzz: ## Fuzz every Fuzz target for FUZZTIME each (default 20s)
 	done
 
 .PHONY: bench
-bench: ## Run the Go benchmarks (placeholder until the datapath benchmark lands)
+bench: deps ## Benchmarks (never part of test): direct vs the L4 eBPF path (root), then the Go benchmarks
+	$(GO) build -o $(BIN)/weft-bench ./test/bench
+	$(BIN)/weft-bench -out bench-results
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
 .PHONY: check

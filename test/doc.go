@@ -9,7 +9,12 @@
 //     package, SPDX headers, the controller's dependency boundary).
 //   - testsum: the command that turns `go test -json` into the compact report
 //     and the closing "tests: N passed, N failed, N skipped" line of make test.
-//   - demo: the program behind `make demo` (planned).
+//   - netsim: simulated nodes (a network namespace on a shared bridge, a
+//     cgroup v2 subtree and a private bpffs each) and pod-like workloads, with
+//     a way to run test code as a real process inside a workload.
+//   - sdkconv: drives the AWS SDK's App Mesh client with weft's resources.
+//   - demo: the program behind `make demo`.
+//   - bench: the datapath comparison behind `make bench`.
 //   - e2e: end-to-end tests of whole meshes on simulated nodes, behind the
 //     e2e build tag (planned).
 //

@@ -83,6 +83,8 @@ Commands:
   get KIND [NAME]          list or show resources (-o table|yaml|json)
   describe KIND NAME       show one resource with its metadata
   delete KIND NAME         delete a resource (or delete -f PATH... in reverse order)
+  datapath dump|state      print a node agent's BPF maps or applied state (--agent URL,
+                           env WEFT_AGENT, default http://127.0.0.1:9465)
   version                  print the version
 
 KIND is mesh, virtualnode, virtualservice, virtualrouter, route, virtualgateway
@@ -121,6 +123,8 @@ func Run(ctx context.Context, args []string, stdio IO) error {
 		return runDescribe(ctx, g, rest, stdio)
 	case "delete":
 		return runDelete(ctx, g, rest, stdio)
+	case "datapath":
+		return runDatapath(ctx, g, rest, stdio)
 	case "version":
 		_, err := fmt.Fprintln(stdio.Out, version.Version)
 		return err

@@ -5,6 +5,7 @@ package vip_test
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -15,6 +16,11 @@ import (
 	"github.com/weft-mesh/weft/controlplane/store/boltstore"
 	"github.com/weft-mesh/weft/controlplane/xds/vip"
 )
+
+// update is accepted (and unused here) so that
+// go test ./controlplane/xds/... -update rewrites the golden files of
+// package xds without failing on this package.
+var _ = flag.Bool("update", false, "rewrite golden files (none in this package)")
 
 func openStore(t *testing.T, path string) *boltstore.Store {
 	t.Helper()

@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package datapath loads, attaches, pins and feeds weft's socket-level eBPF
+// datapath (bpf/sock). It is the only package that touches its maps: the
+// agent hands it a whole desired State and reads counters, telemetry and a
+// text dump back; the node proxy opens the original-destination map through
+// OpenOrigDst.
+//
+// # Programs
+//
+// One family, bpf/sock/sock.c, so that all programs share one set of maps
+// without cross-object map passing. Each program is attached to
+// Config.CgroupPath with a BPF link:
+//
+//	weft_connect4/6   cgroup/connect4,6     TCP and connected UDP
+//	weft_sendmsg4/6   cgroup/sendmsg4,6     unconnected UDP, per datagram
+//	weft_recvmsg4/6   cgroup/recvmsg4,6     UDP reply source back to the asked address
+//	weft_getpeer4/6   cgroup/getpeername4,6 peer address back to the asked address
+//	weft_sockops      sockops               original destination, telemetry
+//
+// connect and sendmsg share one decision (in this order): sockets of the
+// proxy (Config.ProxyCgroupID, or SO_MARK Config.ProxyMark) pass untouched;
+// callers whose cgroup id (bpf_get_current_cgroup_id, the exact cgroup, not
+// an ancestor) is not in weft_workloads pass untouched; port 53 (UDP and
+// TCP) goes to Config.DNSAddr, even when a service is declared on port 53;
+// a service in weft_services is decided L7 (rewrite to Config.ProxyAddr,
+// recording the service address) BEFORE any load balancing, and only an L4
+// service picks a backend slot; everything else is subject to the mesh's
+// DROP_ALL egress filter. Refusals fail the call at once, in the kernel,
+// with bpf_set_retval: ECONNREFUSED for an L4 service without backends and
+// for an L7 service when no proxy is configured (like a closed port, so
+// clients fail fast and retry elsewhere), EPERM for DROP_ALL (a policy
+// refusal, distinct from "service down" and from network errors, as the
+// Linux errno for "not permitted"), EHOSTUNREACH when an IPv4 socket would
+// be rewritten to an IPv6 target. TCP picks a slot with
+// bpf_get_prandom_u32() % count at each connect; UDP hashes the socket
+// cookie and then sticks to that backend in socket storage for as long as
+// the backend stays in its slot. A weight change thus affects new
+// connections only.
+//
+// weft_test_decide is an XDP copy of the decision core for
+// BPF_PROG_TEST_RUN table tests: the kernel (6.18) runs neither cgroup
+// sock_addr nor sockops programs under test_run (ErrNotSupported), and a
+// syscall program would be sleepable, which excludes the LPM trie. New
+// never loads it.
+//
+// # Maps
+//
+// Layouts are defined once, in bpf/include/weft_common.h; bpf2go turns them
+// into the sockWeft* Go types. Addresses are 16 bytes, IPv4 as IPv4-mapped
+// IPv6; ports are host order.
+//
+//	weft_metadata  ARRAY[1]        u32 -> {magic, layout version}         written by New (once, at creation)
+//	weft_workloads HASH            cgroup id -> {id, mesh id, flags}      Reconcile
+//	weft_services  HASH            {addr, port, proto} -> {service id,
+//	                                 slot count, mode}                    Reconcile
+//	weft_backends  HASH            {service id, slot} -> {addr, port}     Reconcile
+//	weft_egress    LPM_TRIE        {mesh id, addr} -> {flags, ports}      Reconcile
+//	weft_revnat    LRU_HASH        {socket cookie, real peer} ->
+//	                                 {asked addr, port, kind, service}    connect/sendmsg; deleted by sockops at close
+//	weft_origdst   LRU_HASH        4-tuple -> {service addr, port,
+//	                                 service id, client cgroup id}        sockops; read by the proxy
+//	weft_sockstate SK_STORAGE      socket -> connect-time state           connect/sendmsg; sockops
+//	weft_counters  PERCPU_ARRAY[32] counter index -> u64                  every program; Counters sums them
+//	weft_events    RINGBUF 256 KiB connection records                     sockops; ReadEvents
+//
+// Weights are expanded into slots by userspace: divided by their greatest
+// common divisor and, above MaxSlots, scaled down to MaxSlots slots with at
+// least one per backend. Snapshot reconstructs a backend's weight as its
+// slot count. An egress prefix entry carries the ports of the shorter
+// prefixes of the same mesh that contain it, because an LPM lookup sees
+// only the longest match.
+//
+// # The 4-tuple orientation
+//
+// weft_origdst is keyed by the connection as the CLIENT sees it after the
+// redirect: src = the client's address and port, dst = the proxy listener's.
+// sockops writes it at BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB (before the
+// client's final ACK, so before the proxy can accept) and deletes it at the
+// transition to TCP_CLOSE. The proxy, holding the accepted connection,
+// calls Lookup(conn.LocalAddr(), conn.RemoteAddr()), which builds
+// src = remote, dst = local. TestLayout checks the bytes.
+//
+// # Telemetry
+//
+// For TCP connections that meshed workloads open (the client side),
+// sockops emits a record to weft_events at the close transition and, while
+// ACKs flow, every Config.TelemetryInterval (driven by BPF_SOCK_OPS_RTT_CB;
+// an idle connection is reported at close only): bytes each way
+// (bytes_acked and bytes_received, which count sequence space, so the SYN
+// and FIN add up to one byte each), srtt_us>>3, total_retrans, the duration
+// since connect, the 4-tuple, and the workload and service ids recorded at
+// connect. A full ring buffer loses records and counts them (RingbufFull).
+//
+// # Lifecycle and pinning
+//
+// New validates the Config (every problem at once), loads the objects,
+// adopts the maps pinned under Config.PinPath (a bpffs directory) or
+// creates them, and attaches each program through a link pinned under
+// PinPath/links. On adoption it checks the stored layout version, then each
+// map's type, key and value size, max entries and flags; a difference is an
+// error wrapping ErrLayoutMismatch, never a silent recreate. Adopted links
+// must be cgroup links of the right attach type on the same cgroup; their
+// program is replaced in place (BPF_LINK_UPDATE), so there is no moment
+// without a program. On failure New removes only the pins it created.
+//
+// Close releases the process's file descriptors and DETACHES NOTHING: the
+// pinned links keep the programs attached and the pinned maps keep the last
+// state, so connections keep being balanced, redirected and filtered while
+// no agent runs (static stability). A restarted agent calls New on the same
+// PinPath and then Reconcile, which changes only what differs. Unpin
+// removes the links (detaching the programs) and the map pins, for
+// uninstalling and tests.
+//
+// Reconcile writes by difference and never flushes; the write order keeps
+// concurrent connects safe (slots before the frontend's count, deletions in
+// reverse). Counters, ReadEvents, Snapshot and Dump read.
+//
+// Same-node sk_msg acceleration (Config.Accelerate) is not implemented;
+// New rejects the flag.
+package datapath

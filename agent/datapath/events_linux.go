@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package datapath
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// Counters sums the per-CPU decision counters at call time.
+func (d *Datapath) Counters() (Counters, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.closedErr(); err != nil {
+		return Counters{}, err
+	}
+	return d.readCounters()
+}
+
+// readCounters reads the counters; the caller holds d.mu.
+func (d *Datapath) readCounters() (Counters, error) {
+	raw, err := d.counters()
+	if err != nil {
+		return Counters{}, err
+	}
+	return Counters{
+		RedirectedL7:   raw[sockWeftCounterWEFT_C_REDIRECTED_L7],
+		BalancedL4:     raw[sockWeftCounterWEFT_C_BALANCED_L4],
+		DeniedEgress:   raw[sockWeftCounterWEFT_C_DENIED_EGRESS],
+		NoBackend:      raw[sockWeftCounterWEFT_C_NO_BACKEND],
+		DNSRedirected:  raw[sockWeftCounterWEFT_C_DNS_REDIRECTED],
+		RingbufFull:    raw[sockWeftCounterWEFT_C_RINGBUF_FULL],
+		L7NoProxy:      raw[sockWeftCounterWEFT_C_L7NO_PROXY],
+		ProxyExempt:    raw[sockWeftCounterWEFT_C_PROXY_EXEMPT],
+		EgressAllowed:  raw[sockWeftCounterWEFT_C_EGRESS_ALLOWED],
+		RevNAT:         raw[sockWeftCounterWEFT_C_REVNAT],
+		FamilyMismatch: raw[sockWeftCounterWEFT_C_FAMILY_MISMATCH],
+		OrigDstFailed:  raw[sockWeftCounterWEFT_C_ORIGDST_FAILED],
+		StorageFailed:  raw[sockWeftCounterWEFT_C_STORAGE_FAILED],
+		Events:         raw[sockWeftCounterWEFT_C_EVENTS],
+		UDPSticky:      raw[sockWeftCounterWEFT_C_UDP_STICKY],
+	}, nil
+}
+
+// counters returns every counter slot summed over CPUs.
+func (d *Datapath) counters() (map[sockWeftCounter]uint64, error) {
+	out := make(map[sockWeftCounter]uint64, sockWeftCounterWEFT_C_MAX)
+	var perCPU []uint64
+	for i := sockWeftCounter(0); i < sockWeftCounterWEFT_C_MAX; i++ {
+		if err := d.objs.WeftCounters.Lookup(uint32(i), &perCPU); err != nil {
+			return nil, fmt.Errorf("read counter %d: %w", i, err)
+		}
+		var sum uint64
+		for _, v := range perCPU {
+			sum += v
+		}
+		out[i] = sum
+	}
+	return out, nil
+}
+
+// ReadEvents reads telemetry records from the ring buffer and calls fn for
+// each, in the calling goroutine, until ctx ends or d is closed; both are a
+// clean exit (nil). Run one ReadEvents at a time: records go to whichever
+// reader takes them. Records written while no one reads wait in the pinned
+// ring buffer (256 KiB) and, once it is full, are lost and counted
+// (Counters.RingbufFull).
+func (d *Datapath) ReadEvents(ctx context.Context, fn func(ConnEvent)) error {
+	d.rmu.Lock()
+	if d.closed {
+		d.rmu.Unlock()
+		return nil
+	}
+	rd, err := ringbuf.NewReader(d.objs.WeftEvents)
+	if err != nil {
+		d.rmu.Unlock()
+		return fmt.Errorf("open event ring buffer: %w", err)
+	}
+	d.readers[rd] = struct{}{}
+	d.rmu.Unlock()
+
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-ctx.Done():
+			_ = rd.Close()
+		case <-done:
+		}
+	}()
+	defer func() {
+		close(done)
+		wg.Wait()
+		d.rmu.Lock()
+		delete(d.readers, rd)
+		d.rmu.Unlock()
+		_ = rd.Close()
+	}()
+
+	var rec ringbuf.Record
+	for {
+		if err := rd.ReadInto(&rec); err != nil {
+			if errors.Is(err, ringbuf.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("read event: %w", err)
+		}
+		ev, err := decodeEvent(rec.RawSample)
+		if err != nil {
+			d.log.Warn("dropping malformed telemetry record", "error", err)
+			continue
+		}
+		fn(ev)
+	}
+}
+
+func decodeEvent(b []byte) (ConnEvent, error) {
+	var e sockWeftConnEvent
+	if len(b) < binary.Size(e) {
+		return ConnEvent{}, fmt.Errorf("record of %d bytes, want %d", len(b), binary.Size(e))
+	}
+	if _, err := binary.Decode(b, binary.NativeEndian, &e); err != nil {
+		return ConnEvent{}, fmt.Errorf("decode record: %w", err)
+	}
+	return connEvent(e), nil
+}
+
+func connEvent(e sockWeftConnEvent) ConnEvent {
+	return ConnEvent{
+		Cookie:        e.Cookie,
+		WorkloadID:    e.WorkloadId,
+		ServiceID:     e.ServiceId,
+		Src:           netip.AddrPortFrom(addrFrom16(e.SrcAddr), e.SrcPort),
+		Dst:           netip.AddrPortFrom(addrFrom16(e.DstAddr), e.DstPort),
+		BytesSent:     e.BytesSent,
+		BytesReceived: e.BytesReceived,
+		SRTT:          time.Duration(e.SrttUs) * time.Microsecond,
+		Retransmits:   e.Retransmits,
+		Duration:      time.Duration(e.DurationNs),
+		Closed:        e.Closed != 0,
+	}
+}

@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * weft_common.h: the map keys and values that weft's BPF programs share with
+ * the Go loader (agent/datapath, which gets these as Go types from bpf2go).
+ *
+ * Conventions, for every struct below:
+ *   - Addresses are 16 bytes in network byte order. IPv4 is written as an
+ *     IPv4-mapped IPv6 address (::ffff:a.b.c.d), whether the socket is
+ *     AF_INET or a dual-stack AF_INET6 socket, so one key matches both.
+ *   - Ports are in HOST byte order.
+ *   - Padding is explicit (named _pad*) and always zero, so hash keys never
+ *     hold uninitialised bytes.
+ *
+ * Changing any struct, map type or map size here changes the pinned layout:
+ * bump WEFT_LAYOUT_VERSION, or a restarted agent would adopt maps it cannot
+ * read. The loader refuses pinned maps of another layout version.
+ */
+#ifndef WEFT_COMMON_H
+#define WEFT_COMMON_H
+
+#define WEFT_LAYOUT_VERSION 1
+#define WEFT_META_MAGIC 0x77656674 /* "weft" */
+
+/* Map sizes (part of the layout). */
+#define WEFT_MAX_WORKLOADS 4096
+#define WEFT_MAX_SERVICES 16384
+#define WEFT_MAX_BACKEND_SLOTS 262144
+#define WEFT_MAX_EGRESS 16384
+#define WEFT_MAX_REVNAT 65536
+#define WEFT_MAX_ORIGDST 65536
+#define WEFT_EVENTS_BYTES (256 * 1024)
+
+/* At most this many slots per service: userspace expands weights into at
+ * most WEFT_MAX_SLOTS slots (slot count proportional to weight). */
+#define WEFT_MAX_SLOTS 256
+/* At most this many distinct ports per egress prefix. */
+#define WEFT_EGRESS_MAX_PORTS 16
+
+/* IP protocol numbers, as in the service key. */
+#define WEFT_PROTO_TCP 6
+#define WEFT_PROTO_UDP 17
+
+/* Service modes (weft_svc.mode), equal to datapath.ModeL4/ModeL7. */
+#define WEFT_MODE_L4 1
+#define WEFT_MODE_L7 2
+
+/* Workload flags. */
+#define WEFT_WL_DROP_ALL (1 << 0) /* mesh egressFilter DROP_ALL */
+
+/* Configuration flags (weft_config.flags). */
+#define WEFT_CFG_PROXY (1 << 0) /* proxy_addr/proxy_port are set */
+#define WEFT_CFG_DNS (1 << 1)   /* dns_addr/dns_port are set */
+
+/* Egress entry flags. */
+#define WEFT_EGRESS_ANY (1 << 0)     /* any port (own or inherited rule) */
+#define WEFT_EGRESS_OWN_ANY (1 << 1) /* this prefix itself has a port-0 rule */
+
+/* What a connect/sendmsg rewrite was (weft_revnat.kind, weft_sock_state.kind,
+ * weft_conn_event.kind). */
+enum weft_kind {
+	WEFT_KIND_NONE = 0, /* meshed, not rewritten (telemetry only) */
+	WEFT_KIND_L4 = 1,   /* balanced to a backend */
+	WEFT_KIND_L7 = 2,   /* redirected to the node proxy */
+	WEFT_KIND_DNS = 3,  /* redirected to the agent's resolver */
+};
+
+/* Indexes of the per-CPU counter array weft_counters. */
+enum weft_counter {
+	WEFT_C_REDIRECTED_L7 = 0,  /* connect rewritten to the proxy */
+	WEFT_C_BALANCED_L4 = 1,    /* connect/sendmsg rewritten to a backend */
+	WEFT_C_DENIED_EGRESS = 2,  /* DROP_ALL denied a destination (EPERM) */
+	WEFT_C_NO_BACKEND = 3,     /* L4 service without backends (ECONNREFUSED) */
+	WEFT_C_DNS_REDIRECTED = 4, /* port 53 rewritten to the agent resolver */
+	WEFT_C_RINGBUF_FULL = 5,   /* bpf_ringbuf_reserve failed, event lost */
+	WEFT_C_L7_NO_PROXY = 6,    /* L7 service but no proxy configured (ECONNREFUSED) */
+	WEFT_C_PROXY_EXEMPT = 7,   /* proxy's own connect to a service, untouched */
+	WEFT_C_EGRESS_ALLOWED = 8, /* DROP_ALL allowed by an egress rule */
+	WEFT_C_REVNAT = 9,         /* recvmsg/getpeername answer rewritten back */
+	WEFT_C_FAMILY_MISMATCH = 10, /* IPv4 socket, IPv6 target (EHOSTUNREACH) */
+	WEFT_C_ORIGDST_FAILED = 11,  /* original-destination map update failed */
+	WEFT_C_STORAGE_FAILED = 12,  /* socket storage could not be created */
+	WEFT_C_EVENTS = 13,          /* telemetry records written */
+	WEFT_C_UDP_STICKY = 14,      /* UDP datagram kept on its socket's backend */
+	WEFT_C_MAX = 32,             /* size of the array */
+};
+
+/* Load-time configuration, a read-only global (.rodata) set by the loader. */
+struct weft_config {
+	__u8 proxy_addr[16];
+	__u8 dns_addr[16];
+	__u64 proxy_cgroup_id; /* 0: none */
+	__u64 telemetry_interval_ns; /* 0: report at close only */
+	__u32 proxy_mark;            /* 0: none */
+	__u16 proxy_port;
+	__u16 dns_port;
+	__u32 flags; /* WEFT_CFG_* */
+	__u32 _pad;
+};
+
+/* weft_metadata[0]: identifies the pinned layout. */
+struct weft_meta {
+	__u32 magic;          /* WEFT_META_MAGIC */
+	__u32 layout_version; /* WEFT_LAYOUT_VERSION of who created the maps */
+};
+
+/* weft_workloads: cgroup id (bpf_get_current_cgroup_id) -> workload. */
+struct weft_workload {
+	__u32 id;
+	__u32 mesh_id;
+	__u32 flags; /* WEFT_WL_* */
+	__u32 _pad;
+};
+
+/* weft_services: {addr, port, proto} -> frontend. */
+struct weft_svc_key {
+	__u8 addr[16];
+	__u16 port;
+	__u8 proto; /* WEFT_PROTO_* */
+	__u8 _pad;
+};
+
+struct weft_svc {
+	__u32 id;    /* service id, the first half of the slot keys */
+	__u32 count; /* slots 0..count-1 hold backends; 0: no backends. Written last. */
+	__u8 mode;   /* WEFT_MODE_* */
+	__u8 _pad[3];
+};
+
+/* weft_backends: {service id, slot} -> backend. */
+struct weft_backend_key {
+	__u32 service_id;
+	__u32 slot;
+};
+
+struct weft_backend {
+	__u8 addr[16];
+	__u16 port;
+	__u16 _pad;
+};
+
+/* weft_egress (LPM trie): {mesh id, addr} -> allowed ports. prefixlen counts
+ * the 32 bits of mesh_id plus the address bits (an IPv4 /24 is 32+96+24). */
+struct weft_egress_key {
+	__u32 prefixlen;
+	__u32 mesh_id; /* host order; always matched in full (prefixlen >= 32) */
+	__u8 addr[16];
+};
+
+struct weft_egress {
+	__u32 flags;  /* WEFT_EGRESS_* */
+	__u16 nports; /* ports[0..nports): allowed ports */
+	__u16 nown;   /* ports[0..nown) are this prefix's own rules; the rest are
+			 inherited from shorter prefixes of the same mesh */
+	__u16 ports[WEFT_EGRESS_MAX_PORTS];
+};
+
+/* weft_revnat (LRU): {socket cookie, address the socket really talks to} ->
+ * address the application asked for. recvmsg and getpeername use it. */
+struct weft_revnat_key {
+	__u64 cookie;
+	__u8 addr[16];
+	__u16 port;
+	__u16 _pad;
+	__u32 _pad2;
+};
+
+struct weft_revnat {
+	__u8 addr[16];
+	__u16 port;
+	__u8 kind; /* enum weft_kind */
+	__u8 _pad;
+	__u32 service_id;
+};
+
+/*
+ * weft_origdst (LRU, pinned, read by the proxy): THE 4-tuple orientation.
+ *
+ * The key is the connection as the CLIENT (the redirected workload socket)
+ * sees it after the redirect:
+ *   src = the client's local address and port,
+ *   dst = the proxy listener's address and port the client was rewritten to.
+ * The proxy, holding the accepted connection, therefore builds the key as
+ *   src = conn.RemoteAddr(), dst = conn.LocalAddr().
+ * Written by sockops at ACTIVE_ESTABLISHED, deleted at the close transition.
+ */
+struct weft_origdst_key {
+	__u8 src_addr[16];
+	__u8 dst_addr[16];
+	__u16 src_port;
+	__u16 dst_port;
+};
+
+struct weft_origdst {
+	__u8 addr[16]; /* the service address the client connected to */
+	__u16 port;
+	__u8 proto;
+	__u8 _pad;
+	__u32 service_id;
+	__u64 cgroup_id; /* the client's cgroup id, at connect() */
+};
+
+/* weft_sockstate (SK_STORAGE): per-socket state of meshed workloads. */
+struct weft_sock_state {
+	__u8 orig_addr[16]; /* what the application connected to */
+	__u8 dst_addr[16];  /* what it was rewritten to (= orig if not) */
+	__u16 orig_port;
+	__u16 dst_port;
+	__u8 kind; /* enum weft_kind */
+	__u8 proto;
+	__u16 _pad;
+	__u32 service_id;
+	__u32 workload_id;
+	__u64 cgroup_id;
+	__u64 start_ns;       /* connect(), bpf_ktime_get_ns */
+	__u64 last_report_ns; /* last periodic telemetry record */
+	/* Unconnected UDP: the backend this socket sticks to. */
+	__u32 sticky_service;
+	__u32 sticky_slot;
+	struct weft_backend sticky;
+	__u32 _pad2;
+};
+
+/* weft_events (ring buffer): one TCP connection report. */
+struct weft_conn_event {
+	__u64 cookie;
+	__u64 cgroup_id;
+	__u64 bytes_sent;     /* bytes_acked */
+	__u64 bytes_received; /* bytes_received */
+	__u64 duration_ns;    /* since connect() */
+	__u8 src_addr[16];    /* local end of the client socket */
+	__u8 dst_addr[16];    /* remote end (backend or proxy) */
+	__u8 orig_addr[16];   /* what the application connected to */
+	__u16 src_port;
+	__u16 dst_port;
+	__u16 orig_port;
+	__u8 closed;
+	__u8 kind; /* enum weft_kind */
+	__u32 workload_id;
+	__u32 service_id;
+	__u32 srtt_us; /* srtt_us >> 3 */
+	__u32 retransmits;
+	__u32 _pad;
+};
+
+#endif /* WEFT_COMMON_H */

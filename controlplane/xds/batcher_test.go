@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package xds_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/weft-mesh/weft/controlplane/store"
+	"github.com/weft-mesh/weft/controlplane/store/boltstore"
+	"github.com/weft-mesh/weft/controlplane/xds"
+)
+
+// rebuilds records the revisions the batcher rebuilt at.
+type rebuilds struct {
+	mu   sync.Mutex
+	revs []int64
+}
+
+func (r *rebuilds) rebuild(_ context.Context, rev int64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.revs = append(r.revs, rev)
+	return nil
+}
+
+func (r *rebuilds) get() []int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]int64(nil), r.revs...)
+}
+
+func runBatcher(t *testing.T, cfg xds.BatcherConfig, rb xds.RebuildFunc, events <-chan store.Event) (stop func() error) {
+	t.Helper()
+	b, err := xds.NewBatcher(cfg, rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx, events) }()
+	return func() error {
+		cancel()
+		return <-done
+	}
+}
+
+// TestBatcherCoalescesBurst delivers 1,000 events within a few
+// milliseconds and expects a handful of rebuilds, the last at the last
+// revision.
+func TestBatcherCoalescesBurst(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var rb rebuilds
+	events := make(chan store.Event)
+	stop := runBatcher(t, xds.BatcherConfig{Debounce: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond}, rb.rebuild, events)
+	for i := int64(1); i <= 1000; i++ {
+		events <- store.Event{Revision: i, Type: store.EventPut, Key: "k"}
+	}
+	waitFor(t, func() bool { revs := rb.get(); return len(revs) > 0 && revs[len(revs)-1] == 1000 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rb.get()); n > 5 {
+		t.Errorf("%d rebuilds for a burst of 1000 events, want at most 5", n)
+	}
+}
+
+// TestBatcherMaxDelay keeps events coming for longer than MaxDelay and
+// expects a rebuild before they stop.
+func TestBatcherMaxDelay(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var rb rebuilds
+	events := make(chan store.Event)
+	stop := runBatcher(t, xds.BatcherConfig{Debounce: 50 * time.Millisecond, MaxDelay: 100 * time.Millisecond}, rb.rebuild, events)
+	deadline := time.Now().Add(400 * time.Millisecond)
+	for i := int64(1); time.Now().Before(deadline); i++ {
+		events <- store.Event{Revision: i}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(rb.get()) == 0 {
+		t.Error("no rebuild while events kept coming for 4x MaxDelay")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBatcherWithStore drives the batcher from a real boltstore Watch: 1,000
+// writes in 100 transactions become few rebuilds, and closing the store
+// flushes and ends Run with ErrEventsClosed.
+func TestBatcherWithStore(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "weft.db"), boltstore.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := st.Watch(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rb rebuilds
+	b, err := xds.NewBatcher(xds.BatcherConfig{Debounce: 200 * time.Millisecond, MaxDelay: time.Second}, rb.rebuild)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx, events) }()
+	var last int64
+	for i := range 100 {
+		last, err = st.Update(ctx, func(tx store.Txn) error {
+			for j := range 10 {
+				if err := tx.Put("k/"+strconv.Itoa(i*10+j), []byte("v")); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { revs := rb.get(); return len(revs) > 0 && revs[len(revs)-1] == last })
+	if n := len(rb.get()); n > 10 {
+		t.Errorf("%d rebuilds for 100 transactions, want a few", n)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, xds.ErrEventsClosed) {
+		t.Errorf("Run after the store closed = %v, want ErrEventsClosed", err)
+	}
+}
+
+func TestBatcherRebuildError(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	boom := errors.New("boom")
+	events := make(chan store.Event, 1)
+	b, err := xds.NewBatcher(xds.BatcherConfig{Debounce: time.Millisecond, MaxDelay: time.Millisecond}, func(context.Context, int64) error { return boom })
+	if err != nil {
+		t.Fatal(err)
+	}
+	events <- store.Event{Revision: 7}
+	if err := b.Run(context.Background(), events); !errors.Is(err, boom) {
+		t.Errorf("Run = %v, want the rebuild error", err)
+	}
+}
+
+func TestBatcherConfigValidate(t *testing.T) {
+	if _, err := xds.NewBatcher(xds.BatcherConfig{Debounce: time.Second, MaxDelay: time.Millisecond}, nil); err == nil {
+		t.Error("debounce above max delay accepted")
+	}
+	if _, err := xds.NewBatcher(xds.BatcherConfig{Debounce: -1}, nil); err == nil {
+		t.Error("negative debounce accepted")
+	}
+}
+
+// waitFor polls cond for up to 10 s (generous: the machine is shared).
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,19 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package xds turns the controller's resources into xDS snapshots for
+// go-control-plane's snapshot cache.
+//
+//   - Subpackage vip allocates the service addresses, persisted in the store.
+//   - Subpackage translate translates the resources of a mesh into Envoy
+//     resources per virtual node or gateway and a NodeState per node.
+//   - NewSnapshot wraps the result in a Snapshot: go-control-plane's snapshot
+//     extended with weft's NodeState type (NodeStateType), versioned per
+//     type by a content hash and checked with Consistent before it is
+//     returned.
+//   - Batcher coalesces the store's change stream into few rebuilds.
+//
+// Ownership: a Snapshot is immutable once built and may be handed to the
+// cache and read concurrently. Batcher.Run owns its goroutine's timers and
+// returns when its context ends or its change stream closes; it never
+// starts goroutines. The ADS server itself is not part of this package yet.
+package xds

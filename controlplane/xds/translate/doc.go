@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package translate turns App Mesh resources into the configuration of
+// weft's data plane: per virtual node and virtual gateway, the Envoy v3
+// listeners, route configurations, clusters and load assignments of
+// appmesh-model.md §15 (names, shapes and defaults); per physical node, the
+// agent's nodeapiv1.NodeState.
+//
+// Translation is pure: Compile indexes an Input (the resources, the service
+// addresses of package vip and an EndpointSource) and checks every route
+// once; World.Proxy and World.NodeState read the result and may run
+// concurrently; Translate does every proxy at once. Nothing is cached
+// between calls and output lists are sorted, so the same input always gives
+// the same resources, byte for byte under deterministic marshalling.
+//
+// A resource that cannot be translated never blocks the others: it is left
+// out (a route with a regex RE2 rejects, a target that does not resolve, a
+// gateway route whose target service has no matching port...) and reported
+// as a Problem naming it, for the controller to put in its status. A route
+// whose target node has no endpoints is not a problem: its cluster simply
+// has no endpoints yet.
+//
+// docs/xds.md describes the mapping, the L4/L7 rule of the node state and
+// what is not done yet.
+package translate
