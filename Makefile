@@ -96,6 +96,7 @@ build: ## Build every command in cmd/ into bin/, stamped with the git version
 generate: ## Regenerate code (protobufs, bpf2go objects and bindings) with go generate
 	@if [ -n "$(GENERATE_DIRS)" ]; then \
 		$(GO) build -o $(BIN)/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go; \
+		$(GO) build -o $(BIN)/protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc; \
 		$(GO) generate ./...; \
 	else \
 		echo "generate: no //go:generate directives yet (bpf/ has no sources)"; \

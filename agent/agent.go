@@ -17,9 +17,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
 	"github.com/weft-mesh/weft/agent/datapath"
 	nodeapiv1 "github.com/weft-mesh/weft/pkg/nodeapi/v1"
+	"github.com/weft-mesh/weft/pkg/xdsclient"
 )
 
 // ErrNotSupported is returned where the agent needs Linux.
@@ -36,6 +38,7 @@ const (
 	keyReason    = "reason"
 	keyAddr      = "addr"
 	keyRetryIn   = "retryIn"
+	keyServer    = "server"
 )
 
 // Datapath is what the agent needs of the datapath loader
@@ -99,15 +102,29 @@ type Agent struct {
 	bounce  time.Duration
 	resync  time.Duration
 
-	// Written by the watcher, read by the reconciler.
+	// Written by the watcher (and the ADS client), read by the reconciler.
 	mu        sync.Mutex
-	ns        *nodeapiv1.NodeState // last good state file; nil before the first
+	ns        *nodeapiv1.NodeState // last good node state; nil before the first
+	nsWls     []Workload           // ns's workloads, without cgroup ids (ADS)
+	nsGen     uint64               // counts node states taken from ADS
 	workloads []Workload           // merged, with cgroup ids
 	trigger   chan struct{}
+	nsChanged chan struct{} // the ADS client took a node state
+	polled    atomic.Bool   // the watcher has merged the workloads once
+
+	// The controller connection, with XDS.Server.
+	xconn     *grpc.ClientConn
+	xclient   *xdsclient.Client
+	registrar *xdsclient.Registrar
+	nodeAddr  netip.Addr
 
 	tr      *translator // the reconciler's
 	applied atomic.Pointer[desired]
 	ready   atomic.Bool
+	// named is closed once applied holds a state, which names the
+	// connection reports; see readEvents.
+	named     chan struct{}
+	namedOnce sync.Once
 
 	reg     *prometheus.Registry
 	metrics *agentMetrics
@@ -145,6 +162,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Agent, error) {
 		bounce:  cmpOr(deps.Debounce, 200*time.Millisecond),
 		resync:  cmpOr(deps.Resync, time.Minute),
 		trigger: make(chan struct{}, 1),
+		named:   make(chan struct{}),
 		tr:      newTranslator(),
 		reg:     prometheus.NewRegistry(),
 		tel:     newTelemetry(cfg.Telemetry.MaxLabelSets, cfg.Telemetry.MaxConnections),
@@ -164,10 +182,16 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Agent, error) {
 		}
 	}
 	a.metrics = newAgentMetrics(a.reg)
+	if err := a.newXDS(); err != nil {
+		return nil, err
+	}
 
 	var lc net.ListenConfig
 	ln, err := lc.Listen(context.Background(), "tcp", cfg.MetricsListen)
 	if err != nil {
+		if a.xconn != nil {
+			_ = a.xconn.Close()
+		}
 		return nil, fmt.Errorf("listen on %s: %w", cfg.MetricsListen, err)
 	}
 	a.ln = ln
@@ -220,6 +244,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("dns: %w", err)
 	})
 	g.Go(func() error { return a.readEvents(ctx) })
+	if a.xclient != nil {
+		g.Go(func() error { return a.xclient.Run(ctx) })
+		g.Go(func() error { return a.registrar.Run(ctx) })
+	}
 	g.Go(func() error {
 		err := a.srv.Serve(a.ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -234,7 +262,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer cancel()
 		return a.srv.Shutdown(sctx)
 	})
-	a.log.Info("agent running", keyNode, a.cfg.NodeName, keyAddr, a.ln.Addr().String(), keyPath, a.cfg.StateFile)
+	if a.xclient != nil {
+		a.log.Info("agent running", keyNode, a.cfg.NodeName, keyAddr, a.ln.Addr().String(), keyServer, a.cfg.XDS.Server, keyPath, a.cfg.XDS.CacheFile)
+	} else {
+		a.log.Info("agent running", keyNode, a.cfg.NodeName, keyAddr, a.ln.Addr().String(), keyPath, a.cfg.StateFile)
+	}
 	err := g.Wait()
 	a.log.Info("agent stopped; datapath programs stay attached with the last state")
 	return err
@@ -247,6 +279,11 @@ func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
 		if err := a.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			a.closeErr = err
+		}
+		if a.xconn != nil {
+			if err := a.xconn.Close(); err != nil {
+				a.closeErr = errors.Join(a.closeErr, fmt.Errorf("close controller connection: %w", err))
+			}
 		}
 		if c, ok := a.dns.(interface{ Close() }); ok {
 			c.Close() // a responder that never ran still holds its sockets
@@ -261,7 +298,18 @@ func (a *Agent) Close() error {
 // readEvents feeds the datapath's connection reports to the telemetry,
 // restarting the reader with backoff if it fails: telemetry is not worth
 // stopping the agent for.
+//
+// It starts reading only once a state has been applied: the reports are
+// named from the applied state, and after a restart the ring buffer holds
+// the reports of every connection that closed while no agent ran, which
+// would otherwise all be counted as "unknown". They wait in the ring buffer
+// meanwhile (a full one loses reports and counts them).
 func (a *Agent) readEvents(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-a.named:
+	}
 	backoff := time.Second
 	for {
 		err := a.dp.ReadEvents(ctx, a.observe)

@@ -55,9 +55,12 @@ type Config struct {
 	// mounted there, the agent mounts one.
 	PinPath string `json:"pinPath"`
 	// StateFile is the node state (protojson weft.nodeapi.v1.NodeState) the
-	// agent applies; it is reread when it changes. Required until the agent
-	// takes its state from the controller.
+	// agent applies; it is reread when it changes. Either StateFile or
+	// XDS.Server is required.
 	StateFile string `json:"stateFile"`
+	// XDS takes the node state from the controller over ADS, and registers
+	// this node's workloads with the controller's endpoint registry.
+	XDS XDSConfig `json:"xds"`
 	// MetricsListen serves /metrics, /healthz, /readyz and /debug/.
 	// Default 127.0.0.1:9465.
 	MetricsListen string `json:"metricsListen"`
@@ -74,6 +77,31 @@ type Config struct {
 	// to virtual nodes by this file. They win over the state file's
 	// workloads of the same cgroup.
 	Workloads []VMWorkload `json:"workloads"`
+}
+
+// DefaultXDSCacheFile is where the agent keeps the last node state it got
+// from the controller.
+const DefaultXDSCacheFile = "/var/lib/weft/agent-xds-cache.json"
+
+// XDSConfig connects the agent to the controller.
+type XDSConfig struct {
+	// Server is the controller's xDS address (host:port). Setting it makes
+	// the controller the source of the node state, instead of StateFile.
+	Server string `json:"server"`
+	// NodeID is this node's id on ADS and in the registry. Default:
+	// NodeName.
+	NodeID string `json:"nodeID"`
+	// CacheFile keeps the last node state received, so that the agent
+	// starts with it while the controller is down. Default
+	// /var/lib/weft/agent-xds-cache.json.
+	CacheFile string `json:"cacheFile"`
+	// TokenFile holds the bearer token presented to the controller (its
+	// first line); empty sends none.
+	TokenFile string `json:"tokenFile"`
+	// NodeAddress is this node's address, registered as the address of the
+	// configuration's VM workloads (they serve on the host's network).
+	// Required with Server when Workloads are configured.
+	NodeAddress string `json:"nodeAddress"`
 }
 
 // ProxyConfig is the node proxy as the datapath sees it.
@@ -225,6 +253,14 @@ func (c *Config) setConstDefaults() {
 	if c.Telemetry.MaxConnections == 0 {
 		c.Telemetry.MaxConnections = DefaultMaxConnections
 	}
+	if c.XDS.Server != "" {
+		if c.XDS.NodeID == "" {
+			c.XDS.NodeID = c.NodeName
+		}
+		if c.XDS.CacheFile == "" {
+			c.XDS.CacheFile = DefaultXDSCacheFile
+		}
+	}
 }
 
 // Validate checks the configuration after SetDefaults and reports every
@@ -241,8 +277,24 @@ func (c Config) Validate() error {
 	if c.PinPath == "" || !filepath.IsAbs(c.PinPath) {
 		add("pinPath: want an absolute path, got %q", c.PinPath)
 	}
-	if c.StateFile == "" {
-		add("stateFile: is required (the node state to apply)")
+	switch {
+	case c.StateFile == "" && c.XDS.Server == "":
+		add("stateFile: is required (the node state to apply), unless xds.server names the controller")
+	case c.StateFile != "" && c.XDS.Server != "":
+		add("stateFile and xds.server: choose one source of the node state")
+	}
+	if c.XDS.Server != "" {
+		if _, _, err := net.SplitHostPort(c.XDS.Server); err != nil {
+			add("xds.server: %w", err)
+		}
+		if c.XDS.NodeAddress == "" && len(c.Workloads) > 0 {
+			add("xds.nodeAddress: is required to register the endpoints of the configured workloads")
+		}
+	}
+	if c.XDS.NodeAddress != "" {
+		if a, err := netip.ParseAddr(c.XDS.NodeAddress); err != nil || a.IsUnspecified() {
+			add("xds.nodeAddress: want this node's IP address, got %q", c.XDS.NodeAddress)
+		}
 	}
 	if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
 		add("metricsListen: %w", err)

@@ -8,8 +8,13 @@
 // # Desired state
 //
 // The desired state is the node state (weft.nodeapi.v1.NodeState, read as
-// protojson from Config.StateFile) merged with the workloads that the
-// WorkloadSources discover. The agent polls the file's size, modification
+// protojson from Config.StateFile, or received from the controller over
+// ADS with Config.XDS.Server) merged with the workloads that the
+// WorkloadSources discover. With ADS the agent also registers its merged
+// workloads with the controller's endpoint registry and renews the lease
+// (pkg/xdsclient), and keeps the last node state in Config.XDS.CacheFile to
+// start from while the controller is down; a node state that fails the
+// checks below is NACKed. The agent polls the file's size, modification
 // time and inode every second; a changed file is decoded strictly and
 // checked as a whole, and a file that fails is logged and ignored: the last
 // good state stays in force. Workloads are joined by cgroup path, and a

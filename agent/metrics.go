@@ -67,6 +67,7 @@ func (c *datapathCollector) Collect(ch chan<- prometheus.Metric) {
 type agentMetrics struct {
 	reconciles *prometheus.CounterVec
 	stateLoads *prometheus.CounterVec
+	xdsUpdates *prometheus.CounterVec
 	version    *prometheus.GaugeVec
 	objects    *prometheus.GaugeVec
 	ready      prometheus.Gauge
@@ -81,6 +82,10 @@ func newAgentMetrics(reg prometheus.Registerer) *agentMetrics {
 		stateLoads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_agent_state_file_loads_total",
 			Help: "Reads of the state file after it changed, by result: ok, or error (the last good state is kept).",
+		}, []string{"result"}),
+		xdsUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_agent_xds_updates_total",
+			Help: "Node states from the controller over ADS, by result: ok, cache (the cache file's, at start), or error (refused and NACKed; the last good state is kept).",
 		}, []string{"result"}),
 		version: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "weft_agent_state_version_info",
@@ -101,7 +106,7 @@ func newAgentMetrics(reg prometheus.Registerer) *agentMetrics {
 	for _, r := range []string{resultOK, resultError} {
 		m.stateLoads.WithLabelValues(r)
 	}
-	reg.MustRegister(m.reconciles, m.stateLoads, m.version, m.objects, m.ready)
+	reg.MustRegister(m.reconciles, m.stateLoads, m.xdsUpdates, m.version, m.objects, m.ready)
 	return m
 }
 

@@ -43,19 +43,30 @@ type watcher struct {
 	resolveErr string       // the last error resolving the file's cgroups
 	lastMiss   []string     // cgroups of the state file not found
 	workloads  []Workload
+	nsGen      uint64 // of the last node state taken from ADS
 }
 
-// watch polls the state file and the workload sources, and triggers a
-// reconcile when either changed. A state file that cannot be read or is
-// refused is logged once, and the last good one stays in force.
+// watch polls the state file (or takes the node state the ADS client
+// delivered) and the workload sources, and triggers a reconcile when either
+// changed. A state file that cannot be read or is refused is logged once,
+// and the last good one stays in force.
 func (a *Agent) watch(ctx context.Context) error {
 	w := &watcher{found: make([][]Workload, len(a.sources)), srcErrs: make([]string, len(a.sources))}
 	t := time.NewTicker(a.poll)
 	defer t.Stop()
 	for {
-		changed := a.pollStateFile(w)
+		var changed bool
+		if a.xclient != nil {
+			changed = a.takeNodeState(w)
+		} else {
+			changed = a.pollStateFile(w)
+		}
 		if a.pollWorkloads(ctx, w) {
 			changed = true
+			a.kickRegistrar()
+		}
+		if !a.polled.Swap(true) {
+			a.kickRegistrar() // the workloads are known: register them
 		}
 		if changed {
 			select {
@@ -67,6 +78,7 @@ func (a *Agent) watch(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-a.nsChanged:
 		}
 	}
 }
@@ -236,6 +248,10 @@ func (a *Agent) reconcile(ctx context.Context) error {
 	a.metrics.reconciles.WithLabelValues(resultOK).Inc()
 	d.source = ns
 	a.applied.Store(d)
+	if prev == nil || !sameWorkloadIDs(prev.Workloads, d.Workloads) {
+		a.kickRegistrar() // register the ids assigned to new workloads
+	}
+	a.namedOnce.Do(func() { close(a.named) })
 	a.dns.SetRecords(d.Records)
 	a.metrics.applied(d)
 	if !a.ready.Swap(true) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,10 +23,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/weft-mesh/weft/controlplane/registry"
 	"github.com/weft-mesh/weft/controlplane/resources"
 	"github.com/weft-mesh/weft/controlplane/restapi"
 	"github.com/weft-mesh/weft/controlplane/store"
 	"github.com/weft-mesh/weft/controlplane/store/boltstore"
+	"github.com/weft-mesh/weft/controlplane/xds"
+	"github.com/weft-mesh/weft/controlplane/xds/server"
 )
 
 // Config configures the controller. Flags fill DataDir and APIListen; the rest
@@ -41,9 +45,46 @@ type Config struct {
 	Region string `json:"region"`
 	// Quotas override App Mesh's default quotas; zero keeps the default.
 	Quotas resources.Quotas `json:"quotas"`
-	// Auth configures authentication of the API.
+	// Auth configures authentication of the API and of the xDS server.
 	Auth AuthConfig `json:"auth"`
+	// XDSListen is the address of ADS and the endpoint registry (gRPC).
+	// Empty serves neither; weft-controller defaults it to 127.0.0.1:7481.
+	XDSListen string `json:"xdsListen"`
+	// Registry configures the endpoint registry.
+	Registry RegistryConfig `json:"registry"`
 }
+
+// RegistryConfig configures the endpoint registry and the start of the
+// snapshot pipeline.
+type RegistryConfig struct {
+	// TTL is the lease of a node's registration; agents renew every third
+	// of it. Default 30s.
+	TTL Duration `json:"ttl"`
+	// WarmUp is how long after start the controller holds back snapshots so
+	// that the agents re-register first (registrations live in memory).
+	// Default: half the TTL; "0s" publishes at once.
+	WarmUp *Duration `json:"warmUp"`
+}
+
+// Duration is a time.Duration written as a string ("30s") in the file.
+type Duration time.Duration
+
+// UnmarshalJSON reads "30s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string such as \"30s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
 // AuthConfig configures who may call the API. With nothing set the API is
 // open, which the controller accepts only when it listens on loopback (or
@@ -72,6 +113,17 @@ func (c Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.APIListen); err != nil {
 		errs = append(errs, fmt.Errorf("apiListen: %w", err))
 	}
+	if c.XDSListen != "" {
+		if _, _, err := net.SplitHostPort(c.XDSListen); err != nil {
+			errs = append(errs, fmt.Errorf("xdsListen: %w", err))
+		}
+	}
+	if err := (registry.Config{TTL: time.Duration(c.Registry.TTL)}).Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if w := c.Registry.WarmUp; w != nil && *w < 0 {
+		errs = append(errs, errors.New("registry.warmUp: must not be negative"))
+	}
 	a := c.Auth
 	if (a.TLSCertFile == "") != (a.TLSKeyFile == "") {
 		errs = append(errs, errors.New("auth: tlsCertFile and tlsKeyFile go together"))
@@ -82,17 +134,21 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Controller is the weft controller: the store, the resource service and the
-// API server.
+// Controller is the weft controller: the store, the resource service, the
+// API server, the endpoint registry, the snapshot pipeline and the xDS
+// server.
 type Controller struct {
-	cfg   Config
-	log   *slog.Logger
-	st    store.Store
-	svc   *resources.Service
-	reg   *prometheus.Registry
-	srv   *http.Server
-	ln    net.Listener
-	ready atomic.Bool
+	cfg    Config
+	log    *slog.Logger
+	st     store.Store
+	svc    *resources.Service
+	reg    *prometheus.Registry
+	srv    *http.Server
+	ln     net.Listener
+	ready  atomic.Bool
+	eps    *registry.Registry
+	syncer *xds.Syncer
+	xds    *server.Server // nil without XDSListen
 }
 
 // New opens the store and binds the API listener. Run serves it.
@@ -111,7 +167,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Controller, err 
 	}()
 	c.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	auth, tlsCfg, err := buildAuth(cfg)
+	auth, tokens, tlsCfg, err := buildAuth(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -128,8 +184,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Controller, err 
 	if err != nil {
 		return nil, err
 	}
+	if err := c.newXDS(ctx, tokens, tlsCfg); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
+	mux.Handle("GET /weft/v1/problems", c.problemsHandler(auth))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !c.ready.Load() {
@@ -166,6 +226,20 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *Controller, err 
 // Addr is the address the API listens on.
 func (c *Controller) Addr() net.Addr { return c.ln.Addr() }
 
+// XDSAddr is the address the xDS server listens on, nil without one.
+func (c *Controller) XDSAddr() net.Addr {
+	if c.xds == nil {
+		return nil
+	}
+	return c.xds.Addr()
+}
+
+// Registry is the controller's endpoint registry.
+func (c *Controller) Registry() *registry.Registry { return c.eps }
+
+// Syncer is the controller's snapshot pipeline.
+func (c *Controller) Syncer() *xds.Syncer { return c.syncer }
+
 // Store is the controller's store, for tools and tests that inspect it.
 func (c *Controller) Store() store.Store { return c.st }
 
@@ -200,6 +274,11 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 		}
 	})
+	g.Go(func() error { return c.eps.Run(ctx) })
+	g.Go(func() error { return c.syncer.Run(ctx) })
+	if c.xds != nil {
+		g.Go(func() error { return c.xds.Run(ctx) })
+	}
 	g.Go(func() error {
 		<-ctx.Done()
 		c.ready.Store(false)
@@ -216,6 +295,9 @@ func (c *Controller) close() {
 	if c.ln != nil && c.srv == nil {
 		_ = c.ln.Close()
 	}
+	if c.xds != nil && c.srv == nil {
+		_ = c.xds.Close()
+	}
 	if c.st != nil {
 		if err := c.st.Close(); err != nil {
 			c.log.Warn("close store", "error", err)
@@ -228,13 +310,13 @@ func isLoopback(a net.Addr) bool {
 	return ok && ta.IP.IsLoopback()
 }
 
-func buildAuth(cfg Config) (*restapi.Authenticator, *tls.Config, error) {
+func buildAuth(cfg Config) (*restapi.Authenticator, []string, *tls.Config, error) {
 	a := cfg.Auth
 	ac := restapi.AuthConfig{SigV4Keys: a.SigV4Keys, ClientCertificates: a.ClientCAFile != ""}
 	if a.BearerTokenFile != "" {
 		b, err := os.ReadFile(a.BearerTokenFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("read bearer tokens: %w", err)
+			return nil, nil, nil, fmt.Errorf("read bearer tokens: %w", err)
 		}
 		for _, line := range strings.Split(string(b), "\n") {
 			if t := strings.TrimSpace(line); t != "" && !strings.HasPrefix(t, "#") {
@@ -242,28 +324,28 @@ func buildAuth(cfg Config) (*restapi.Authenticator, *tls.Config, error) {
 			}
 		}
 		if len(ac.BearerTokens) == 0 {
-			return nil, nil, fmt.Errorf("bearer token file %s holds no token", a.BearerTokenFile)
+			return nil, nil, nil, fmt.Errorf("bearer token file %s holds no token", a.BearerTokenFile)
 		}
 	}
 	var tlsCfg *tls.Config
 	if a.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(a.TLSCertFile, a.TLSKeyFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("load TLS certificate: %w", err)
+			return nil, nil, nil, fmt.Errorf("load TLS certificate: %w", err)
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		if a.ClientCAFile != "" {
 			pem, err := os.ReadFile(a.ClientCAFile)
 			if err != nil {
-				return nil, nil, fmt.Errorf("read client CA: %w", err)
+				return nil, nil, nil, fmt.Errorf("read client CA: %w", err)
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				return nil, nil, fmt.Errorf("client CA file %s holds no PEM certificate", a.ClientCAFile)
+				return nil, nil, nil, fmt.Errorf("client CA file %s holds no PEM certificate", a.ClientCAFile)
 			}
 			tlsCfg.ClientCAs = pool
 			tlsCfg.ClientAuth = tls.VerifyClientCertIfGiven
 		}
 	}
-	return restapi.NewAuthenticator(ac), tlsCfg, nil
+	return restapi.NewAuthenticator(ac), ac.BearerTokens, tlsCfg, nil
 }

@@ -20,7 +20,7 @@ import (
 // LayoutVersion is the version of the pinned map layout this build uses
 // (WEFT_LAYOUT_VERSION in bpf/include/weft_common.h). It is stored in the
 // pinned weft_metadata map by whoever creates the maps.
-const LayoutVersion = 1
+const LayoutVersion = 2
 
 const metaMagic = 0x77656674 // "weft"
 
@@ -28,7 +28,8 @@ const metaMagic = 0x77656674 // "weft"
 const linksDir = "links"
 
 // programs are the attached programs of bpf/sock; the test harness program
-// (weft_test_decide) is not among them.
+// (weft_test_decide) is not among them. AccelMsg is loaded always but
+// attached (to the weft_accel sockhash) only with Config.Accelerate.
 type programs struct {
 	Connect4 *ebpf.Program `ebpf:"weft_connect4"`
 	Connect6 *ebpf.Program `ebpf:"weft_connect6"`
@@ -39,6 +40,7 @@ type programs struct {
 	Getpeer4 *ebpf.Program `ebpf:"weft_getpeer4"`
 	Getpeer6 *ebpf.Program `ebpf:"weft_getpeer6"`
 	Sockops  *ebpf.Program `ebpf:"weft_sockops"`
+	AccelMsg *ebpf.Program `ebpf:"weft_accel_msg"`
 }
 
 type objects struct {
@@ -54,7 +56,7 @@ func closePrograms(p *programs) error {
 	var errs []error
 	for _, prog := range []*ebpf.Program{
 		p.Connect4, p.Connect6, p.Sendmsg4, p.Sendmsg6, p.Recvmsg4,
-		p.Recvmsg6, p.Getpeer4, p.Getpeer6, p.Sockops,
+		p.Recvmsg6, p.Getpeer4, p.Getpeer6, p.Sockops, p.AccelMsg,
 	} {
 		if prog != nil {
 			errs = append(errs, prog.Close())
@@ -148,7 +150,10 @@ func New(cfg Config, log *slog.Logger) (_ *Datapath, err error) {
 		return nil, err
 	}
 
-	repl, adopted, err := adoptMaps(spec, cfg.PinPath)
+	if !cfg.Accelerate {
+		d.warnStaleAccel()
+	}
+	repl, adopted, err := adoptMaps(spec, cfg.PinPath, pinnedMapNames(cfg.Accelerate))
 	if err != nil {
 		return nil, err
 	}
@@ -188,8 +193,14 @@ func New(cfg Config, log *slog.Logger) (_ *Datapath, err error) {
 	if err := d.attach(&created); err != nil {
 		return nil, err
 	}
+	if cfg.Accelerate {
+		if err := d.attachAccel(&created); err != nil {
+			return nil, err
+		}
+	}
 	log.Info("datapath ready", "cgroup", cfg.CgroupPath, "cgroup_id", d.cgroupID, "pin_path", cfg.PinPath,
-		"adopted_maps", len(d.adoptedMaps), "adopted_links", len(d.adoptedLinks), "layout_version", LayoutVersion)
+		"adopted_maps", len(d.adoptedMaps), "adopted_links", len(d.adoptedLinks), "layout_version", LayoutVersion,
+		"accelerate", cfg.Accelerate)
 	return d, nil
 }
 
@@ -203,6 +214,14 @@ func loadSpec(cfg Config) (*ebpf.CollectionSpec, error) {
 	delete(spec.Programs, sockProgWeftTestDecide)
 	for _, m := range spec.Maps {
 		m.Pinning = ebpf.PinNone // New pins by itself, after loading succeeded
+	}
+	if !cfg.Accelerate {
+		// The programs reference the acceleration maps, but with
+		// WEFT_CFG_ACCEL clear no path touches them: one-entry
+		// placeholders, never pinned, instead of a 64Ki-entry sockhash
+		// and a preallocated LRU.
+		spec.Maps[sockMapWeftAccel].MaxEntries = 1
+		spec.Maps[sockMapWeftAccelRx].MaxEntries = 1
 	}
 	if err := spec.Variables[sockVarWeftCfg].Set(bpfConfig(cfg)); err != nil {
 		return nil, fmt.Errorf("set bpf config: %w", err)
@@ -226,34 +245,51 @@ func bpfConfig(cfg Config) sockWeftConfig {
 		c.DnsAddr = cfg.DNSAddr.Addr().As16()
 		c.DnsPort = cfg.DNSAddr.Port()
 	}
+	if cfg.Accelerate {
+		c.Flags |= 4 // WEFT_CFG_ACCEL
+	}
 	return c
 }
 
 // pinnedMapNames are the maps of the family that live under PinPath: every
-// map of the object except the programs' own globals (.rodata, .bss).
-func pinnedMapNames() []string {
-	return []string{
+// map of the object except the programs' own globals (.rodata, .bss), and
+// the acceleration maps only when acceleration is on.
+func pinnedMapNames(accelerate bool) []string {
+	names := []string{
 		sockMapWeftMetadata, sockMapWeftWorkloads, sockMapWeftServices, sockMapWeftBackends,
 		sockMapWeftEgress, sockMapWeftRevnat, sockMapWeftOrigdst, sockMapWeftSockstate,
 		sockMapWeftCounters, sockMapWeftEvents,
 	}
+	if accelerate {
+		names = append(names, accelMapNames...)
+	}
+	return names
 }
 
+// accelMapNames are the maps pinned only with Config.Accelerate.
+var accelMapNames = []string{sockMapWeftAccel, sockMapWeftAccelRx}
+
+// mapsByName returns the pinned maps (pinnedMapNames) by name.
 func (d *Datapath) mapsByName() map[string]*ebpf.Map {
 	m := d.objs.sockMaps
-	return map[string]*ebpf.Map{
+	out := map[string]*ebpf.Map{
 		sockMapWeftMetadata: m.WeftMetadata, sockMapWeftWorkloads: m.WeftWorkloads,
 		sockMapWeftServices: m.WeftServices, sockMapWeftBackends: m.WeftBackends,
 		sockMapWeftEgress: m.WeftEgress, sockMapWeftRevnat: m.WeftRevnat,
 		sockMapWeftOrigdst: m.WeftOrigdst, sockMapWeftSockstate: m.WeftSockstate,
 		sockMapWeftCounters: m.WeftCounters, sockMapWeftEvents: m.WeftEvents,
 	}
+	if d.cfg.Accelerate {
+		out[sockMapWeftAccel] = m.WeftAccel
+		out[sockMapWeftAccelRx] = m.WeftAccelRx
+	}
+	return out
 }
 
 // adoptMaps opens the maps pinned under pinPath and checks them against the
 // spec: the layout version first, then each map's type, key and value size,
 // max entries and flags. It returns them as replacements.
-func adoptMaps(spec *ebpf.CollectionSpec, pinPath string) (repl map[string]*ebpf.Map, adopted []string, err error) {
+func adoptMaps(spec *ebpf.CollectionSpec, pinPath string, names []string) (repl map[string]*ebpf.Map, adopted []string, err error) {
 	repl = make(map[string]*ebpf.Map)
 	defer func() {
 		if err != nil {
@@ -263,7 +299,7 @@ func adoptMaps(spec *ebpf.CollectionSpec, pinPath string) (repl map[string]*ebpf
 			repl = nil
 		}
 	}()
-	for _, name := range pinnedMapNames() {
+	for _, name := range names {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(pinPath, name), nil)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
@@ -424,12 +460,13 @@ func unpinAll(pinPath string) error {
 	for _, name := range []string{
 		sockProgWeftConnect4, sockProgWeftConnect6, sockProgWeftSendmsg4,
 		sockProgWeftSendmsg6, sockProgWeftRecvmsg4, sockProgWeftRecvmsg6, sockProgWeftGetpeer4,
-		sockProgWeftGetpeer6, sockProgWeftSockops,
+		sockProgWeftGetpeer6, sockProgWeftSockops, sockProgWeftAccelMsg,
 	} {
 		remove(filepath.Join(pinPath, linksDir, name))
 	}
 	remove(filepath.Join(pinPath, linksDir))
-	for _, name := range pinnedMapNames() {
+	// The acceleration maps too, whether or not this Datapath accelerates.
+	for _, name := range pinnedMapNames(true) {
 		remove(filepath.Join(pinPath, name))
 	}
 	if err := os.Remove(pinPath); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) {

@@ -506,7 +506,7 @@ func TestRestartAdopts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d2.Close() })
-	if len(d2.adoptedMaps) != len(pinnedMapNames()) || len(d2.adoptedLinks) != len(links1) {
+	if len(d2.adoptedMaps) != len(pinnedMapNames(false)) || len(d2.adoptedLinks) != len(links1) {
 		t.Errorf("adopted maps %v and links %v, want all", d2.adoptedMaps, d2.adoptedLinks)
 	}
 	if ids2 := mapIDs(t, d2); fmt.Sprint(ids2) != fmt.Sprint(ids1) {

@@ -16,7 +16,9 @@
 //	weft_sendmsg4/6   cgroup/sendmsg4,6     unconnected UDP, per datagram
 //	weft_recvmsg4/6   cgroup/recvmsg4,6     UDP reply source back to the asked address
 //	weft_getpeer4/6   cgroup/getpeername4,6 peer address back to the asked address
-//	weft_sockops      sockops               original destination, telemetry
+//	weft_sockops      sockops               original destination, telemetry,
+//	                                        acceleration inserts
+//	weft_accel_msg    sk_msg on weft_accel  same-node acceleration (Config.Accelerate)
 //
 // connect and sendmsg share one decision (in this order): sockets of the
 // proxy (Config.ProxyCgroupID, or SO_MARK Config.ProxyMark) pass untouched;
@@ -63,6 +65,9 @@
 //	weft_sockstate SK_STORAGE      socket -> connect-time state           connect/sendmsg; sockops
 //	weft_counters  PERCPU_ARRAY[32] counter index -> u64                  every program; Counters sums them
 //	weft_events    RINGBUF 256 KiB connection records                     sockops; ReadEvents
+//	weft_accel     SOCKHASH 64Ki   {netns, 4-tuple} -> socket             sockops; Config.Accelerate only
+//	weft_accel_rx  LRU_HASH 64Ki   {netns, 4-tuple} -> bytes redirected
+//	                                 to that connecting socket            sk_msg; Config.Accelerate only
 //
 // Weights are expanded into slots by userspace: divided by their greatest
 // common divisor and, above MaxSlots, scaled down to MaxSlots slots with at
@@ -116,6 +121,74 @@
 // concurrent connects safe (slots before the frontend's count, deletions in
 // reverse). Counters, ReadEvents, Snapshot and Dump read.
 //
-// Same-node sk_msg acceleration (Config.Accelerate) is not implemented;
-// New rejects the flag.
+// # Same-node acceleration
+//
+// Config.Accelerate (off by default; Linux 6.10 for sockmap links) lets
+// TCP connections of meshed workloads skip the TCP/IP stack when both ends
+// are on this host. It sets WEFT_CFG_ACCEL in the programs' read-only
+// config; without it no path touches the acceleration maps, which are then
+// one-entry placeholders, neither pinned nor adopted, and weft_accel_msg is
+// loaded but not attached.
+//
+// Which sockets: connect() marks a meshed workload's TCP socket a
+// candidate (after the unchanged policy decision). sockops inserts it into
+// weft_accel at ACTIVE_ESTABLISHED, before its final ACK, and creates its
+// weft_accel_rx record; at PASSIVE_ESTABLISHED it inserts the accepted
+// socket only if its peer's weft_accel_rx record exists, so only
+// connections we see from both ends, in one cgroup subtree. Both ends must
+// be this host's in this namespace: both loopback, or local address ==
+// remote address. Insertions use BPF_NOEXIST; failures are counted and the
+// connection simply stays on TCP. The kernel removes a socket from a
+// sockhash when it closes (TestAccelEcho checks the map empties); sockops
+// deletes the rx record at the close transition.
+//
+// Keys: {netns cookie, 4-tuple as the socket itself sees it} (src = the
+// socket's own end; for a connecting socket the tuple is weft_origdst's).
+// The peer's key is the same tuple reversed in the same namespace. The
+// netns cookie keeps two namespaces' identical loopback tuples apart, so
+// connections across namespaces (pod to pod, pod to a node proxy) are never
+// accelerated: a 4-tuple alone does not name one connection node-wide.
+//
+// weft_accel_msg runs on every send of an inserted socket and calls
+// bpf_msg_redirect_hash(peer key, BPF_F_INGRESS); without the peer in the
+// map the send passes to TCP. A connecting socket decides its path once,
+// at its first send, and keeps it (storage state WEFT_ACCEL_REDIRECT or
+// _PASS): redirected bytes would otherwise overtake earlier bytes still in
+// the peer's TCP receive queue. Accepted sockets redirect from their first
+// byte (their peer was inserted first). Counters: AccelInserted,
+// AccelInsertFailed, AccelRedirected, AccelPassed, AccelBytes,
+// AccelRxFailed.
+//
+// Telemetry: redirected bytes bypass bytes_acked and bytes_received, so
+// the sk_msg program counts them: a connecting socket's sends into its
+// socket storage (accel_sent), an accepted socket's sends into its peer's
+// weft_accel_rx record (neither sk_msg nor sockops can look a socket up in
+// a sockhash: both lack bpf_sk_release, so the peer's storage is out of
+// reach). Records add both. Remaining gap: periodic records come from
+// RTT_CB, which needs ACKs, so a fully redirected connection is reported at
+// close only.
+//
+// Attach and restart: weft_accel_msg is attached to weft_accel with a
+// BPF_LINK_TYPE_SOCKMAP link (link.AttachRawLink, AttachSkMsgVerdict)
+// pinned at links/weft_accel_msg. New adopts it like the cgroup links: it
+// must be a sockmap link of the sk_msg verdict type on the adopted
+// weft_accel (map id), and gets the new program by BPF_LINK_UPDATE.
+// Sockets already in the map keep the program they were inserted under
+// until they close. New without Accelerate over an earlier datapath's
+// acceleration pins leaves them (and warns): accelerated connections keep
+// their path until they close, new ones are not inserted. Unpin removes
+// them; dropping a sockhash under live connections would discard the bytes
+// queued in their sk_msg ingress queues.
+//
+// Limits, why it is off by default (datapath-notes 6.7): bytes
+// redirected into a socket's sk_msg ingress queue are read only by
+// recvmsg; a receiver that reads with splice(2) (Go's io.Copy between TCP
+// connections, splice-based proxies) never sees them, and they are dropped
+// at close (TestAccelSplice). The proxy's own sockets are therefore never
+// candidates (its upgraded-connection copy splices). Redirected bytes are
+// charged to the receiver's socket memory but not limited by its TCP
+// window: TestAccelNoReader queues about 190 MiB in half a second into a
+// peer that never reads (TCP stops near 4 MiB), bounded only by the global
+// TCP memory limits. TestAccelThroughput logs the gain on the machine at
+// hand.
 package datapath

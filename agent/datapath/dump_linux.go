@@ -26,8 +26,8 @@ func (d *Datapath) Dump() (string, error) {
 	}
 	var b strings.Builder
 	cfg := d.cfg
-	fmt.Fprintf(&b, "config: cgroup=%s (id %d) pin=%s proxy=%v proxy_cgroup=%d proxy_mark=%#x dns=%v telemetry=%v\n",
-		cfg.CgroupPath, d.cgroupID, cfg.PinPath, cfg.ProxyAddr, cfg.ProxyCgroupID, cfg.ProxyMark, cfg.DNSAddr, cfg.TelemetryInterval)
+	fmt.Fprintf(&b, "config: cgroup=%s (id %d) pin=%s proxy=%v proxy_cgroup=%d proxy_mark=%#x dns=%v telemetry=%v accelerate=%t\n",
+		cfg.CgroupPath, d.cgroupID, cfg.PinPath, cfg.ProxyAddr, cfg.ProxyCgroupID, cfg.ProxyMark, cfg.DNSAddr, cfg.TelemetryInterval, cfg.Accelerate)
 	fmt.Fprintf(&b, "layout: version %d; adopted maps %v; adopted links %v\n", LayoutVersion, d.adoptedMaps, d.adoptedLinks)
 
 	cur, err := d.read()
@@ -117,6 +117,20 @@ func (d *Datapath) Dump() (string, error) {
 		fmt.Fprintf(&b, "  (iteration stopped: %v)\n", err)
 	}
 	fmt.Fprintf(&b, "  (%d entries)\n", n)
+
+	if cfg.Accelerate {
+		fmt.Fprintf(&b, "\n%s (key: socket's own view, local -> remote):\n", sockMapWeftAccel)
+		acc, err := d.accelEntries(dumpLimit)
+		if err != nil {
+			fmt.Fprintf(&b, "  (iteration stopped: %v)\n", err)
+		}
+		for _, e := range acc {
+			fmt.Fprintf(&b, "  netns %d %v -> %v: cookie %d\n", e.key.Netns,
+				netip.AddrPortFrom(addrFrom16(e.key.SrcAddr), e.key.SrcPort),
+				netip.AddrPortFrom(addrFrom16(e.key.DstAddr), e.key.DstPort), e.cookie)
+		}
+		fmt.Fprintf(&b, "  (%d entries shown, at most %d)\n", len(acc), dumpLimit)
+	}
 
 	c, err := d.readCounters()
 	if err != nil {

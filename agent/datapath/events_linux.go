@@ -46,6 +46,13 @@ func (d *Datapath) readCounters() (Counters, error) {
 		StorageFailed:  raw[sockWeftCounterWEFT_C_STORAGE_FAILED],
 		Events:         raw[sockWeftCounterWEFT_C_EVENTS],
 		UDPSticky:      raw[sockWeftCounterWEFT_C_UDP_STICKY],
+
+		AccelInserted:     raw[sockWeftCounterWEFT_C_ACCEL_INSERTED],
+		AccelInsertFailed: raw[sockWeftCounterWEFT_C_ACCEL_INSERT_FAILED],
+		AccelRedirected:   raw[sockWeftCounterWEFT_C_ACCEL_REDIRECTED],
+		AccelPassed:       raw[sockWeftCounterWEFT_C_ACCEL_PASSED],
+		AccelBytes:        raw[sockWeftCounterWEFT_C_ACCEL_BYTES],
+		AccelRxFailed:     raw[sockWeftCounterWEFT_C_ACCEL_RX_FAILED],
 	}, nil
 }
 

@@ -48,6 +48,8 @@ type childCmd struct {
 	Bytes int    `json:"bytes,omitempty"` // transfer size
 	Mark  int    `json:"mark,omitempty"`  // SO_MARK
 	Ms    int    `json:"ms,omitempty"`    // duration of slow transfers
+	Mode  string `json:"mode,omitempty"`  // serve: "rw" or "splice"
+	Chunk int    `json:"chunk,omitempty"` // write size of echo and pingpong
 }
 
 type childResult struct {
@@ -60,6 +62,7 @@ type childResult struct {
 	Err       string         `json:"err,omitempty"`
 	Errno     int            `json:"errno,omitempty"`
 	ElapsedNs int64          `json:"elapsed_ns,omitempty"`
+	Bytes     int            `json:"bytes,omitempty"` // push: bytes written
 }
 
 // runChild serves childCmds from in until EOF.
@@ -113,6 +116,28 @@ func runChild(in io.Reader, out io.Writer) int {
 			err = childUDP(c, &r)
 		case "transfer":
 			err = childTransfer(c, &r)
+		case "serve":
+			err = childServe(c, &r)
+		case "echo":
+			err = childEcho(c, &r)
+		case "pingpong":
+			err = childPingPong(c, &r)
+		case "push":
+			err = childPush(c, &r)
+		case "open":
+			if held != nil {
+				held.Close()
+			}
+			held, heldR, err = childDial(c)
+			if err == nil {
+				r.Local = held.LocalAddr().String()
+			}
+		case "roundtrip":
+			if held == nil {
+				err = errors.New("nothing held")
+				break
+			}
+			err = roundTrip(held, heldR, c.Bytes, c.N)
 		default:
 			err = fmt.Errorf("unknown op %q", c.Op)
 		}

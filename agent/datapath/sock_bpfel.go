@@ -13,6 +13,16 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type sockWeftAccelState uint32
+
+const (
+	sockWeftAccelStateWEFT_ACCEL_NONE      sockWeftAccelState = 0
+	sockWeftAccelStateWEFT_ACCEL_CANDIDATE sockWeftAccelState = 1
+	sockWeftAccelStateWEFT_ACCEL_INSERTED  sockWeftAccelState = 2
+	sockWeftAccelStateWEFT_ACCEL_REDIRECT  sockWeftAccelState = 3
+	sockWeftAccelStateWEFT_ACCEL_PASS      sockWeftAccelState = 4
+)
+
 type sockWeftBackend struct {
 	_    structs.HostLayout
 	Addr [16]uint8
@@ -65,22 +75,28 @@ type sockWeftConnEvent struct {
 type sockWeftCounter uint32
 
 const (
-	sockWeftCounterWEFT_C_REDIRECTED_L7   sockWeftCounter = 0
-	sockWeftCounterWEFT_C_BALANCED_L4     sockWeftCounter = 1
-	sockWeftCounterWEFT_C_DENIED_EGRESS   sockWeftCounter = 2
-	sockWeftCounterWEFT_C_NO_BACKEND      sockWeftCounter = 3
-	sockWeftCounterWEFT_C_DNS_REDIRECTED  sockWeftCounter = 4
-	sockWeftCounterWEFT_C_RINGBUF_FULL    sockWeftCounter = 5
-	sockWeftCounterWEFT_C_L7NO_PROXY      sockWeftCounter = 6
-	sockWeftCounterWEFT_C_PROXY_EXEMPT    sockWeftCounter = 7
-	sockWeftCounterWEFT_C_EGRESS_ALLOWED  sockWeftCounter = 8
-	sockWeftCounterWEFT_C_REVNAT          sockWeftCounter = 9
-	sockWeftCounterWEFT_C_FAMILY_MISMATCH sockWeftCounter = 10
-	sockWeftCounterWEFT_C_ORIGDST_FAILED  sockWeftCounter = 11
-	sockWeftCounterWEFT_C_STORAGE_FAILED  sockWeftCounter = 12
-	sockWeftCounterWEFT_C_EVENTS          sockWeftCounter = 13
-	sockWeftCounterWEFT_C_UDP_STICKY      sockWeftCounter = 14
-	sockWeftCounterWEFT_C_MAX             sockWeftCounter = 32
+	sockWeftCounterWEFT_C_REDIRECTED_L7       sockWeftCounter = 0
+	sockWeftCounterWEFT_C_BALANCED_L4         sockWeftCounter = 1
+	sockWeftCounterWEFT_C_DENIED_EGRESS       sockWeftCounter = 2
+	sockWeftCounterWEFT_C_NO_BACKEND          sockWeftCounter = 3
+	sockWeftCounterWEFT_C_DNS_REDIRECTED      sockWeftCounter = 4
+	sockWeftCounterWEFT_C_RINGBUF_FULL        sockWeftCounter = 5
+	sockWeftCounterWEFT_C_L7NO_PROXY          sockWeftCounter = 6
+	sockWeftCounterWEFT_C_PROXY_EXEMPT        sockWeftCounter = 7
+	sockWeftCounterWEFT_C_EGRESS_ALLOWED      sockWeftCounter = 8
+	sockWeftCounterWEFT_C_REVNAT              sockWeftCounter = 9
+	sockWeftCounterWEFT_C_FAMILY_MISMATCH     sockWeftCounter = 10
+	sockWeftCounterWEFT_C_ORIGDST_FAILED      sockWeftCounter = 11
+	sockWeftCounterWEFT_C_STORAGE_FAILED      sockWeftCounter = 12
+	sockWeftCounterWEFT_C_EVENTS              sockWeftCounter = 13
+	sockWeftCounterWEFT_C_UDP_STICKY          sockWeftCounter = 14
+	sockWeftCounterWEFT_C_ACCEL_INSERTED      sockWeftCounter = 15
+	sockWeftCounterWEFT_C_ACCEL_INSERT_FAILED sockWeftCounter = 16
+	sockWeftCounterWEFT_C_ACCEL_REDIRECTED    sockWeftCounter = 17
+	sockWeftCounterWEFT_C_ACCEL_PASSED        sockWeftCounter = 18
+	sockWeftCounterWEFT_C_ACCEL_BYTES         sockWeftCounter = 19
+	sockWeftCounterWEFT_C_ACCEL_RX_FAILED     sockWeftCounter = 20
+	sockWeftCounterWEFT_C_MAX                 sockWeftCounter = 32
 )
 
 type sockWeftDecideIo struct {
@@ -169,6 +185,16 @@ type sockWeftRevnatKey struct {
 	Pad2   uint32
 }
 
+type sockWeftSockKey struct {
+	_       structs.HostLayout
+	Netns   uint64
+	SrcAddr [16]uint8
+	DstAddr [16]uint8
+	SrcPort uint16
+	DstPort uint16
+	Pad     uint32
+}
+
 type sockWeftSockState struct {
 	_             structs.HostLayout
 	OrigAddr      [16]uint8
@@ -187,6 +213,9 @@ type sockWeftSockState struct {
 	StickySlot    uint32
 	Sticky        sockWeftBackend
 	Pad2          uint32
+	AccelSent     uint64
+	Accel         uint8
+	Pad3          [7]uint8
 }
 
 type sockWeftSvc struct {
@@ -217,31 +246,35 @@ type sockWeftWorkload struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	sockMapWeftBackends    = "weft_backends"
-	sockMapWeftCounters    = "weft_counters"
-	sockMapWeftEgress      = "weft_egress"
-	sockMapWeftEvents      = "weft_events"
-	sockMapWeftMetadata    = "weft_metadata"
-	sockMapWeftOrigdst     = "weft_origdst"
-	sockMapWeftRevnat      = "weft_revnat"
-	sockMapWeftServices    = "weft_services"
-	sockMapWeftSockstate   = "weft_sockstate"
-	sockMapWeftWorkloads   = "weft_workloads"
-	sockProgWeftConnect4   = "weft_connect4"
-	sockProgWeftConnect6   = "weft_connect6"
-	sockProgWeftGetpeer4   = "weft_getpeer4"
-	sockProgWeftGetpeer6   = "weft_getpeer6"
-	sockProgWeftRecvmsg4   = "weft_recvmsg4"
-	sockProgWeftRecvmsg6   = "weft_recvmsg6"
-	sockProgWeftSendmsg4   = "weft_sendmsg4"
-	sockProgWeftSendmsg6   = "weft_sendmsg6"
-	sockProgWeftSockops    = "weft_sockops"
-	sockProgWeftTestDecide = "weft_test_decide"
-	sockVarUnusedConnEvent = "unused_conn_event"
-	sockVarUnusedCounter   = "unused_counter"
-	sockVarUnusedDecideIo  = "unused_decide_io"
-	sockVarUnusedKind      = "unused_kind"
-	sockVarWeftCfg         = "weft_cfg"
+	sockMapWeftAccel        = "weft_accel"
+	sockMapWeftAccelRx      = "weft_accel_rx"
+	sockMapWeftBackends     = "weft_backends"
+	sockMapWeftCounters     = "weft_counters"
+	sockMapWeftEgress       = "weft_egress"
+	sockMapWeftEvents       = "weft_events"
+	sockMapWeftMetadata     = "weft_metadata"
+	sockMapWeftOrigdst      = "weft_origdst"
+	sockMapWeftRevnat       = "weft_revnat"
+	sockMapWeftServices     = "weft_services"
+	sockMapWeftSockstate    = "weft_sockstate"
+	sockMapWeftWorkloads    = "weft_workloads"
+	sockProgWeftAccelMsg    = "weft_accel_msg"
+	sockProgWeftConnect4    = "weft_connect4"
+	sockProgWeftConnect6    = "weft_connect6"
+	sockProgWeftGetpeer4    = "weft_getpeer4"
+	sockProgWeftGetpeer6    = "weft_getpeer6"
+	sockProgWeftRecvmsg4    = "weft_recvmsg4"
+	sockProgWeftRecvmsg6    = "weft_recvmsg6"
+	sockProgWeftSendmsg4    = "weft_sendmsg4"
+	sockProgWeftSendmsg6    = "weft_sendmsg6"
+	sockProgWeftSockops     = "weft_sockops"
+	sockProgWeftTestDecide  = "weft_test_decide"
+	sockVarUnusedAccelState = "unused_accel_state"
+	sockVarUnusedConnEvent  = "unused_conn_event"
+	sockVarUnusedCounter    = "unused_counter"
+	sockVarUnusedDecideIo   = "unused_decide_io"
+	sockVarUnusedKind       = "unused_kind"
+	sockVarWeftCfg          = "weft_cfg"
 )
 
 // loadSock returns the embedded CollectionSpec for sock.
@@ -286,6 +319,7 @@ type sockSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockProgramSpecs struct {
+	WeftAccelMsg   *ebpf.ProgramSpec `ebpf:"weft_accel_msg"`
 	WeftConnect4   *ebpf.ProgramSpec `ebpf:"weft_connect4"`
 	WeftConnect6   *ebpf.ProgramSpec `ebpf:"weft_connect6"`
 	WeftGetpeer4   *ebpf.ProgramSpec `ebpf:"weft_getpeer4"`
@@ -302,6 +336,8 @@ type sockProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockMapSpecs struct {
+	WeftAccel     *ebpf.MapSpec `ebpf:"weft_accel"`
+	WeftAccelRx   *ebpf.MapSpec `ebpf:"weft_accel_rx"`
 	WeftBackends  *ebpf.MapSpec `ebpf:"weft_backends"`
 	WeftCounters  *ebpf.MapSpec `ebpf:"weft_counters"`
 	WeftEgress    *ebpf.MapSpec `ebpf:"weft_egress"`
@@ -318,11 +354,12 @@ type sockMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockVariableSpecs struct {
-	UnusedConnEvent *ebpf.VariableSpec `ebpf:"unused_conn_event"`
-	UnusedCounter   *ebpf.VariableSpec `ebpf:"unused_counter"`
-	UnusedDecideIo  *ebpf.VariableSpec `ebpf:"unused_decide_io"`
-	UnusedKind      *ebpf.VariableSpec `ebpf:"unused_kind"`
-	WeftCfg         *ebpf.VariableSpec `ebpf:"weft_cfg"`
+	UnusedAccelState *ebpf.VariableSpec `ebpf:"unused_accel_state"`
+	UnusedConnEvent  *ebpf.VariableSpec `ebpf:"unused_conn_event"`
+	UnusedCounter    *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedDecideIo   *ebpf.VariableSpec `ebpf:"unused_decide_io"`
+	UnusedKind       *ebpf.VariableSpec `ebpf:"unused_kind"`
+	WeftCfg          *ebpf.VariableSpec `ebpf:"weft_cfg"`
 }
 
 // sockObjects contains all objects after they have been loaded into the kernel.
@@ -345,6 +382,8 @@ func (o *sockObjects) Close() error {
 //
 // It can be passed to loadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockMaps struct {
+	WeftAccel     *ebpf.Map `ebpf:"weft_accel"`
+	WeftAccelRx   *ebpf.Map `ebpf:"weft_accel_rx"`
 	WeftBackends  *ebpf.Map `ebpf:"weft_backends"`
 	WeftCounters  *ebpf.Map `ebpf:"weft_counters"`
 	WeftEgress    *ebpf.Map `ebpf:"weft_egress"`
@@ -359,6 +398,8 @@ type sockMaps struct {
 
 func (m *sockMaps) Close() error {
 	return _SockClose(
+		m.WeftAccel,
+		m.WeftAccelRx,
 		m.WeftBackends,
 		m.WeftCounters,
 		m.WeftEgress,
@@ -376,17 +417,19 @@ func (m *sockMaps) Close() error {
 //
 // It can be passed to loadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockVariables struct {
-	UnusedConnEvent *ebpf.Variable `ebpf:"unused_conn_event"`
-	UnusedCounter   *ebpf.Variable `ebpf:"unused_counter"`
-	UnusedDecideIo  *ebpf.Variable `ebpf:"unused_decide_io"`
-	UnusedKind      *ebpf.Variable `ebpf:"unused_kind"`
-	WeftCfg         *ebpf.Variable `ebpf:"weft_cfg"`
+	UnusedAccelState *ebpf.Variable `ebpf:"unused_accel_state"`
+	UnusedConnEvent  *ebpf.Variable `ebpf:"unused_conn_event"`
+	UnusedCounter    *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedDecideIo   *ebpf.Variable `ebpf:"unused_decide_io"`
+	UnusedKind       *ebpf.Variable `ebpf:"unused_kind"`
+	WeftCfg          *ebpf.Variable `ebpf:"weft_cfg"`
 }
 
 // sockPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockPrograms struct {
+	WeftAccelMsg   *ebpf.Program `ebpf:"weft_accel_msg"`
 	WeftConnect4   *ebpf.Program `ebpf:"weft_connect4"`
 	WeftConnect6   *ebpf.Program `ebpf:"weft_connect6"`
 	WeftGetpeer4   *ebpf.Program `ebpf:"weft_getpeer4"`
@@ -401,6 +444,7 @@ type sockPrograms struct {
 
 func (p *sockPrograms) Close() error {
 	return _SockClose(
+		p.WeftAccelMsg,
 		p.WeftConnect4,
 		p.WeftConnect6,
 		p.WeftGetpeer4,

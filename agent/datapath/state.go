@@ -81,9 +81,6 @@ func (c Config) Validate() error {
 	if c.TelemetryInterval < 0 {
 		errs = append(errs, fmt.Errorf("telemetry interval %v: negative", c.TelemetryInterval))
 	}
-	if c.Accelerate {
-		errs = append(errs, errors.New("accelerate: same-node sk_msg acceleration is not implemented by this datapath"))
-	}
 	return errors.Join(errs...)
 }
 

@@ -34,6 +34,8 @@ func TestLayout(t *testing.T) {
 		{sockMapWeftOrigdst, sockWeftOrigdstKey{}, sockWeftOrigdst{}},
 		{sockMapWeftSockstate, int32(0), sockWeftSockState{}},
 		{sockMapWeftCounters, uint32(0), uint64(0)},
+		{sockMapWeftAccel, sockWeftSockKey{}, uint64(0)},
+		{sockMapWeftAccelRx, sockWeftSockKey{}, uint64(0)},
 	}
 	for _, c := range cases {
 		ms := spec.Maps[c.m]

@@ -31,7 +31,10 @@ type Config struct {
 	// TelemetryInterval is how often long connections are reported
 	// (default 10s).
 	TelemetryInterval time.Duration
-	// Accelerate turns on same-node sk_msg acceleration (off by default).
+	// Accelerate turns on same-node sk_msg acceleration (off by default):
+	// TCP connections whose both ends are this host's, in one network
+	// namespace, and seen by the programs (see the package documentation)
+	// skip the TCP/IP stack. Needs Linux 6.10 (sockmap links).
 	Accelerate bool
 }
 
@@ -146,6 +149,26 @@ type Counters struct {
 	// UDPSticky counts datagrams sent to the backend their socket already
 	// used.
 	UDPSticky uint64
+	// AccelInserted counts sockets inserted into the acceleration
+	// sockhash (Config.Accelerate): connecting sockets of meshed
+	// workloads and of the proxy, and the accepted peers of those.
+	AccelInserted uint64
+	// AccelInsertFailed counts insertions that failed (sockhash full, or
+	// the key already present); the connection then takes the TCP path.
+	AccelInsertFailed uint64
+	// AccelRedirected counts sends (sk_msg calls) redirected straight
+	// into the same-node peer's receive queue.
+	AccelRedirected uint64
+	// AccelPassed counts sends of inserted sockets left to TCP: the peer
+	// was not in the sockhash (not a same-node leg we see, not inserted
+	// yet at the first send, or closed).
+	AccelPassed uint64
+	// AccelBytes counts the bytes redirected.
+	AccelBytes uint64
+	// AccelRxFailed counts failures to record redirected bytes for
+	// telemetry (or to create that record, which also keeps the peer out
+	// of the sockhash).
+	AccelRxFailed uint64
 }
 
 // ConnEvent is one TCP connection report from sockops.

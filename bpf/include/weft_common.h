@@ -18,7 +18,7 @@
 #ifndef WEFT_COMMON_H
 #define WEFT_COMMON_H
 
-#define WEFT_LAYOUT_VERSION 1
+#define WEFT_LAYOUT_VERSION 2
 #define WEFT_META_MAGIC 0x77656674 /* "weft" */
 
 /* Map sizes (part of the layout). */
@@ -29,6 +29,7 @@
 #define WEFT_MAX_REVNAT 65536
 #define WEFT_MAX_ORIGDST 65536
 #define WEFT_EVENTS_BYTES (256 * 1024)
+#define WEFT_MAX_ACCEL 65536 /* weft_accel and weft_accel_rx */
 
 /* At most this many slots per service: userspace expands weights into at
  * most WEFT_MAX_SLOTS slots (slot count proportional to weight). */
@@ -50,6 +51,7 @@
 /* Configuration flags (weft_config.flags). */
 #define WEFT_CFG_PROXY (1 << 0) /* proxy_addr/proxy_port are set */
 #define WEFT_CFG_DNS (1 << 1)   /* dns_addr/dns_port are set */
+#define WEFT_CFG_ACCEL (1 << 2) /* same-node sk_msg acceleration is on */
 
 /* Egress entry flags. */
 #define WEFT_EGRESS_ANY (1 << 0)     /* any port (own or inherited rule) */
@@ -62,6 +64,15 @@ enum weft_kind {
 	WEFT_KIND_L4 = 1,   /* balanced to a backend */
 	WEFT_KIND_L7 = 2,   /* redirected to the node proxy */
 	WEFT_KIND_DNS = 3,  /* redirected to the agent's resolver */
+};
+
+/* Same-node acceleration state of a connecting socket (weft_sock_state.accel). */
+enum weft_accel_state {
+	WEFT_ACCEL_NONE = 0,      /* not a candidate (acceleration off, or not TCP) */
+	WEFT_ACCEL_CANDIDATE = 1, /* connect() saw it: sockops may insert it */
+	WEFT_ACCEL_INSERTED = 2,  /* in weft_accel, nothing sent yet */
+	WEFT_ACCEL_REDIRECT = 3,  /* its first message was redirected: keep redirecting */
+	WEFT_ACCEL_PASS = 4,      /* its first message went through TCP: never redirect */
 };
 
 /* Indexes of the per-CPU counter array weft_counters. */
@@ -81,6 +92,12 @@ enum weft_counter {
 	WEFT_C_STORAGE_FAILED = 12,  /* socket storage could not be created */
 	WEFT_C_EVENTS = 13,          /* telemetry records written */
 	WEFT_C_UDP_STICKY = 14,      /* UDP datagram kept on its socket's backend */
+	WEFT_C_ACCEL_INSERTED = 15,  /* socket inserted into weft_accel */
+	WEFT_C_ACCEL_INSERT_FAILED = 16, /* weft_accel insertion failed (full, exists) */
+	WEFT_C_ACCEL_REDIRECTED = 17,    /* sk_msg: message redirected to the peer */
+	WEFT_C_ACCEL_PASSED = 18,        /* sk_msg: message left to TCP (no local peer) */
+	WEFT_C_ACCEL_BYTES = 19,         /* sk_msg: bytes redirected */
+	WEFT_C_ACCEL_RX_FAILED = 20,     /* weft_accel_rx update failed (bytes not reported) */
 	WEFT_C_MAX = 32,             /* size of the array */
 };
 
@@ -218,14 +235,59 @@ struct weft_sock_state {
 	__u32 sticky_slot;
 	struct weft_backend sticky;
 	__u32 _pad2;
+	/* Same-node acceleration: bytes this socket sent by sk_msg redirect
+	 * (TCP's bytes_acked does not see them). The bytes its peer redirected
+	 * to it are in weft_accel_rx. */
+	__u64 accel_sent;
+	__u8 accel; /* enum weft_accel_state */
+	__u8 _pad3[7];
+};
+
+/*
+ * weft_accel (SOCKHASH) and weft_accel_rx (LRU): same-node acceleration.
+ *
+ * A socket is keyed by its connection AS IT SEES IT, in its network
+ * namespace:
+ *   src = the socket's own (local) address and port,
+ *   dst = its peer's (remote) address and port,
+ * so for a connecting socket the tuple is exactly weft_origdst_key's. The
+ * peer socket of the same connection has the reversed key (src <-> dst) with
+ * the same netns cookie; the sk_msg program redirects to that key. The netns
+ * cookie is part of the key because a 4-tuple is unique only within one
+ * namespace (every namespace has its own 127.0.0.1): without it a loopback
+ * connection could be redirected into another pod's socket.
+ *
+ * weft_accel: key -> the socket (value: its cookie, as userspace reads it).
+ * sockops inserts (BPF_NOEXIST) a meshed workload's connecting socket (which
+ * connect() marked WEFT_ACCEL_CANDIDATE) at ACTIVE_ESTABLISHED, and an
+ * accepted socket at
+ * PASSIVE_ESTABLISHED only if its peer was inserted (its weft_accel_rx
+ * record exists), in both cases only if both ends are this host's in this
+ * namespace (both loopback, or local address == remote address). The
+ * kernel removes a socket from the map when it closes.
+ *
+ * weft_accel_rx: an inserted connecting socket's key -> bytes its peer
+ * redirected to it (the receiver's TCP bytes_received does not see them,
+ * and neither sk_msg nor sockops may look a socket up in a SOCKHASH: both
+ * lack bpf_sk_release). Created with 0 when the connecting socket is
+ * inserted, added to by the peer's sk_msg program, read by telemetry and
+ * deleted at the connecting socket's close.
+ */
+struct weft_sock_key {
+	__u64 netns; /* bpf_get_netns_cookie */
+	__u8 src_addr[16];
+	__u8 dst_addr[16];
+	__u16 src_port;
+	__u16 dst_port;
+	__u32 _pad;
 };
 
 /* weft_events (ring buffer): one TCP connection report. */
 struct weft_conn_event {
 	__u64 cookie;
 	__u64 cgroup_id;
-	__u64 bytes_sent;     /* bytes_acked */
-	__u64 bytes_received; /* bytes_received */
+	__u64 bytes_sent;     /* bytes_acked + bytes sent by sk_msg redirect */
+	__u64 bytes_received; /* bytes_received + bytes redirected to it */
 	__u64 duration_ns;    /* since connect() */
 	__u8 src_addr[16];    /* local end of the client socket */
 	__u8 dst_addr[16];    /* remote end (backend or proxy) */

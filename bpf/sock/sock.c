@@ -13,7 +13,11 @@
  *   cgroup/recvmsg4,6   UDP replies appear to come from the address the
  *   cgroup/getpeername4,6  application asked for (reverse translation).
  *   sockops             original destination of L7 connections by 4-tuple,
- *                       and per-connection telemetry to a ring buffer.
+ *                       per-connection telemetry to a ring buffer, and (with
+ *                       WEFT_CFG_ACCEL) same-node sockets into weft_accel.
+ *   sk_msg              weft_accel_msg, attached to weft_accel: redirects a
+ *                       socket's sends into its same-node peer's receive
+ *                       queue (optional acceleration, off by default).
  *   xdp                 weft_test_decide runs the decision core on a crafted
  *                       request with BPF_PROG_TEST_RUN (tests only, never
  *                       loaded by the agent).
@@ -37,6 +41,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const struct weft_conn_event *unused_conn_event __attribute__((unused));
 const enum weft_counter *unused_counter __attribute__((unused));
 const enum weft_kind *unused_kind __attribute__((unused));
+const enum weft_accel_state *unused_accel_state __attribute__((unused));
 
 /* Set by the loader before load (spec.Variables). */
 volatile const struct weft_config weft_cfg = {};
@@ -124,14 +129,38 @@ struct {
 	PIN;
 } weft_events SEC(".maps");
 
+/* Same-node acceleration (weft_common.h). The loader creates and pins these
+ * only with Config.Accelerate; otherwise they are one-entry placeholders that
+ * no code path touches (WEFT_CFG_ACCEL is clear). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, WEFT_MAX_ACCEL);
+	__type(key, struct weft_sock_key);
+	__type(value, __u64);
+	PIN;
+} weft_accel SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, WEFT_MAX_ACCEL);
+	__type(key, struct weft_sock_key);
+	__type(value, __u64);
+	PIN;
+} weft_accel_rx SEC(".maps");
+
 /* ------------------------------------------------------------------------ */
 
-static __always_inline void count(__u32 idx)
+static __always_inline void count_n(__u32 idx, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&weft_counters, &idx);
 
 	if (v)
-		__sync_fetch_and_add(v, 1);
+		__sync_fetch_and_add(v, n);
+}
+
+static __always_inline void count(__u32 idx)
+{
+	count_n(idx, 1);
 }
 
 /* Addresses are handled as four network-order words; see weft_common.h. */
@@ -424,6 +453,9 @@ static __always_inline int out(struct bpf_sock_addr *ctx, enum whook hook)
 	r.cookie = bpf_get_socket_cookie(ctx);
 
 	decide(&r, &d);
+	/* Only meshed workloads' sockets: not the proxy's own (its upstream
+	 * copy of upgraded connections reads with splice(2), which does not
+	 * see redirected bytes; see weft_accel_msg). */
 	if (!d.meshed)
 		return 1;
 
@@ -485,6 +517,8 @@ static __always_inline int out(struct bpf_sock_addr *ctx, enum whook hook)
 		st->cgroup_id = r.cgroup_id;
 		st->start_ns = bpf_ktime_get_ns();
 		st->last_report_ns = st->start_ns;
+		st->accel_sent = 0;
+		st->accel = (weft_cfg.flags & WEFT_CFG_ACCEL) ? WEFT_ACCEL_CANDIDATE : WEFT_ACCEL_NONE;
 	}
 	return 1;
 }
@@ -598,10 +632,105 @@ static __always_inline void tuple(struct bpf_sock_ops *skops, __u32 *src, __u16 
 	*dport = (__u16)bpf_ntohl(skops->remote_port);
 }
 
+/* sock_key writes the socket's weft_accel key: its connection as it sees
+ * it, in its network namespace. */
+static __always_inline void sock_key(struct bpf_sock_ops *skops, struct weft_sock_key *k)
+{
+	k->netns = bpf_get_netns_cookie(skops);
+	tuple(skops, (__u32 *)k->src_addr, &k->src_port, (__u32 *)k->dst_addr, &k->dst_port);
+}
+
+/* peer_key is the key of the other end of k's connection. */
+static __always_inline void peer_key(const struct weft_sock_key *k, struct weft_sock_key *p)
+{
+	p->netns = k->netns;
+	addr_copy((__u32 *)p->src_addr, (const __u32 *)k->dst_addr);
+	addr_copy((__u32 *)p->dst_addr, (const __u32 *)k->src_addr);
+	p->src_port = k->dst_port;
+	p->dst_port = k->src_port;
+	p->_pad = 0;
+}
+
+static __always_inline bool addr_loopback(const __u32 *w)
+{
+	if (addr_is_v4(w))
+		return (bpf_ntohl(w[3]) >> 24) == 127;
+	return w[0] == 0 && w[1] == 0 && w[2] == 0 && w[3] == bpf_htonl(1);
+}
+
+/* accel_local: both ends are this host's, in this namespace: both loopback,
+ * or a connection to the socket's own address (routed through the local
+ * table). Anything else is never inserted: a remote peer cannot be in the
+ * map, and every inserted socket pays the sk_msg path on each send. */
+static __always_inline bool accel_local(const struct weft_sock_key *k)
+{
+	const __u32 *src = (const __u32 *)k->src_addr, *dst = (const __u32 *)k->dst_addr;
+
+	return addr_eq(src, dst) || (addr_loopback(src) && addr_loopback(dst));
+}
+
+/* accel_active inserts a connecting candidate socket at ACTIVE_ESTABLISHED
+ * (before its final ACK, so before the peer exists) and creates its
+ * weft_accel_rx record, which also makes the peer eligible. */
+static __always_inline void accel_active(struct bpf_sock_ops *skops, struct weft_sock_state *st)
+{
+	struct weft_sock_key k = {};
+	__u64 zero = 0;
+
+	st->accel = WEFT_ACCEL_NONE;
+	sock_key(skops, &k);
+	if (!accel_local(&k))
+		return;
+	if (bpf_sock_hash_update(skops, &weft_accel, &k, BPF_NOEXIST)) {
+		count(WEFT_C_ACCEL_INSERT_FAILED);
+		return;
+	}
+	if (bpf_map_update_elem(&weft_accel_rx, &k, &zero, BPF_ANY))
+		count(WEFT_C_ACCEL_RX_FAILED); /* the peer will not be inserted */
+	st->accel = WEFT_ACCEL_INSERTED;
+	count(WEFT_C_ACCEL_INSERTED);
+	/* The close callback deletes the weft_accel_rx record. */
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+/* accel_passive inserts an accepted socket whose connecting peer was
+ * inserted: only the legs we can see from both ends. */
+static __always_inline void accel_passive(struct bpf_sock_ops *skops)
+{
+	struct weft_sock_key k = {}, p = {};
+
+	sock_key(skops, &k);
+	if (!accel_local(&k))
+		return;
+	peer_key(&k, &p);
+	if (!bpf_map_lookup_elem(&weft_accel_rx, &p))
+		return;
+	if (bpf_sock_hash_update(skops, &weft_accel, &k, BPF_NOEXIST)) {
+		count(WEFT_C_ACCEL_INSERT_FAILED);
+		return;
+	}
+	count(WEFT_C_ACCEL_INSERTED);
+}
+
+/* accel_received returns the bytes the peer of an inserted connecting
+ * socket redirected to it. */
+static __always_inline __u64 accel_received(struct bpf_sock_ops *skops, struct weft_sock_state *st)
+{
+	struct weft_sock_key k = {};
+	__u64 *rx;
+
+	if (st->accel < WEFT_ACCEL_INSERTED)
+		return 0;
+	sock_key(skops, &k);
+	rx = bpf_map_lookup_elem(&weft_accel_rx, &k);
+	return rx ? *rx : 0;
+}
+
 static __always_inline void emit(struct bpf_sock_ops *skops, struct weft_sock_state *st, __u8 closed,
 				 __u64 now)
 {
 	struct weft_conn_event *e;
+	__u64 rx = accel_received(skops, st);
 
 	e = bpf_ringbuf_reserve(&weft_events, sizeof(*e), 0);
 	if (!e) {
@@ -610,8 +739,9 @@ static __always_inline void emit(struct bpf_sock_ops *skops, struct weft_sock_st
 	}
 	e->cookie = bpf_get_socket_cookie(skops);
 	e->cgroup_id = st->cgroup_id;
-	e->bytes_sent = skops->bytes_acked;
-	e->bytes_received = skops->bytes_received;
+	/* Redirected bytes bypass TCP: add what sk_msg counted. */
+	e->bytes_sent = skops->bytes_acked + st->accel_sent;
+	e->bytes_received = skops->bytes_received + rx;
 	e->duration_ns = now - st->start_ns;
 	tuple(skops, (__u32 *)e->src_addr, &e->src_port, (__u32 *)e->dst_addr, &e->dst_port);
 	addr_copy((__u32 *)e->orig_addr, (const __u32 *)st->orig_addr);
@@ -640,20 +770,29 @@ int weft_sockops(struct bpf_sock_ops *skops)
 	__u32 op = skops->op;
 	__u64 now;
 
-	if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_RTT_CB &&
-	    op != BPF_SOCK_OPS_STATE_CB)
+	if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB &&
+	    op != BPF_SOCK_OPS_RTT_CB && op != BPF_SOCK_OPS_STATE_CB)
 		return 1;
 	sk = skops->sk;
 	if (!sk)
 		return 1;
-	/* Only sockets that connect() found meshed have storage. */
+	if (op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+		if (weft_cfg.flags & WEFT_CFG_ACCEL)
+			accel_passive(skops);
+		return 1;
+	}
+	/* Only sockets of meshed workloads have storage (connect() made it). */
 	st = bpf_sk_storage_get(&weft_sockstate, sk, 0, 0);
-	if (!st || st->proto != WEFT_PROTO_TCP)
+	if (!st)
 		return 1;
 	now = bpf_ktime_get_ns();
 
 	switch (op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB: {
+		if ((weft_cfg.flags & WEFT_CFG_ACCEL) && st->accel == WEFT_ACCEL_CANDIDATE)
+			accel_active(skops, st);
+		if (st->proto != WEFT_PROTO_TCP)
+			break;
 		int flags = skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG;
 
 		if (weft_cfg.telemetry_interval_ns)
@@ -677,7 +816,7 @@ int weft_sockops(struct bpf_sock_ops *skops)
 		break;
 	}
 	case BPF_SOCK_OPS_RTT_CB:
-		if (weft_cfg.telemetry_interval_ns &&
+		if (st->proto == WEFT_PROTO_TCP && weft_cfg.telemetry_interval_ns &&
 		    now - st->last_report_ns >= weft_cfg.telemetry_interval_ns) {
 			st->last_report_ns = now;
 			emit(skops, st, 0, now);
@@ -686,24 +825,109 @@ int weft_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] != BPF_TCP_CLOSE)
 			break;
-		emit(skops, st, 1, now);
-		if (st->kind == WEFT_KIND_L7) {
-			struct weft_origdst_key k = {};
+		if (st->proto == WEFT_PROTO_TCP) {
+			emit(skops, st, 1, now);
+			if (st->kind == WEFT_KIND_L7) {
+				struct weft_origdst_key k = {};
 
-			origdst_key(skops, &k);
-			bpf_map_delete_elem(&weft_origdst, &k);
-		}
-		if (st->kind != WEFT_KIND_NONE) {
-			struct weft_revnat_key rk = { .cookie = bpf_get_socket_cookie(skops),
-						      .port = st->dst_port };
+				origdst_key(skops, &k);
+				bpf_map_delete_elem(&weft_origdst, &k);
+			}
+			if (st->kind != WEFT_KIND_NONE) {
+				struct weft_revnat_key rk = { .cookie = bpf_get_socket_cookie(skops),
+							      .port = st->dst_port };
 
-			addr_copy((__u32 *)rk.addr, (const __u32 *)st->dst_addr);
-			bpf_map_delete_elem(&weft_revnat, &rk);
+				addr_copy((__u32 *)rk.addr, (const __u32 *)st->dst_addr);
+				bpf_map_delete_elem(&weft_revnat, &rk);
+			}
+			st->proto = 0; /* report once */
 		}
-		st->proto = 0; /* report once */
+		if (st->accel >= WEFT_ACCEL_INSERTED) {
+			struct weft_sock_key k = {};
+
+			sock_key(skops, &k);
+			bpf_map_delete_elem(&weft_accel_rx, &k);
+			st->accel = WEFT_ACCEL_NONE;
+		}
 		break;
 	}
 	return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* sk_msg: same-node acceleration. Attached to weft_accel, so it runs on
+ * every send of an inserted socket. Policy was decided at connect() and is
+ * unchanged; this program only chooses the path of the bytes.
+ *
+ * Redirected bytes land in the peer's sk_msg ingress queue, which only
+ * recvmsg reads: a peer that reads with splice(2) (Go's io.Copy between TCP
+ * connections, splice-based proxies) never sees them, and they are dropped
+ * when it closes (TestAccelSplice). That is why acceleration is off by
+ * default and limited to meshed workloads' connections. */
+
+SEC("sk_msg")
+int weft_accel_msg(struct sk_msg_md *msg)
+{
+	struct weft_sock_key peer = {};
+	struct weft_sock_state *st = NULL;
+	struct bpf_sock *sk = msg->sk;
+	__u32 size = msg->size;
+	__u64 *rx;
+
+	/* A connecting socket has storage; it decides its path once, at its
+	 * first message, so that its bytes never take two paths (redirected
+	 * bytes overtake bytes still queued in the peer's TCP receive queue).
+	 * An accepted socket's peer was inserted before it, so it redirects
+	 * from its first byte. */
+	if (sk)
+		st = bpf_sk_storage_get(&weft_sockstate, sk, 0, 0);
+	if (st && st->accel == WEFT_ACCEL_PASS) {
+		count(WEFT_C_ACCEL_PASSED);
+		return SK_PASS;
+	}
+
+	/* The peer's key: this socket's connection reversed. */
+	peer.netns = bpf_get_netns_cookie(msg);
+	if (msg->family == AF_INET) {
+		addr_v4((__u32 *)peer.src_addr, msg->remote_ip4);
+		addr_v4((__u32 *)peer.dst_addr, msg->local_ip4);
+	} else {
+		((__u32 *)peer.src_addr)[0] = msg->remote_ip6[0];
+		((__u32 *)peer.src_addr)[1] = msg->remote_ip6[1];
+		((__u32 *)peer.src_addr)[2] = msg->remote_ip6[2];
+		((__u32 *)peer.src_addr)[3] = msg->remote_ip6[3];
+		((__u32 *)peer.dst_addr)[0] = msg->local_ip6[0];
+		((__u32 *)peer.dst_addr)[1] = msg->local_ip6[1];
+		((__u32 *)peer.dst_addr)[2] = msg->local_ip6[2];
+		((__u32 *)peer.dst_addr)[3] = msg->local_ip6[3];
+	}
+	/* As in sockops: remote_port is network order in the upper half. */
+	peer.src_port = (__u16)bpf_ntohl(msg->remote_port);
+	peer.dst_port = (__u16)msg->local_port;
+
+	if (bpf_msg_redirect_hash(msg, &weft_accel, &peer, BPF_F_INGRESS) != SK_PASS) {
+		/* No peer in the map (not inserted yet, or closed): TCP. */
+		if (st && st->accel == WEFT_ACCEL_INSERTED)
+			st->accel = WEFT_ACCEL_PASS;
+		count(WEFT_C_ACCEL_PASSED);
+		return SK_PASS;
+	}
+	count(WEFT_C_ACCEL_REDIRECTED);
+	count_n(WEFT_C_ACCEL_BYTES, size);
+	if (st) {
+		if (st->accel == WEFT_ACCEL_INSERTED)
+			st->accel = WEFT_ACCEL_REDIRECT;
+		__sync_fetch_and_add(&st->accel_sent, size);
+	} else {
+		/* An accepted socket: these are its connecting peer's
+		 * received bytes. */
+		rx = bpf_map_lookup_elem(&weft_accel_rx, &peer);
+		if (rx)
+			__sync_fetch_and_add(rx, size);
+		else
+			count(WEFT_C_ACCEL_RX_FAILED);
+	}
+	return SK_PASS;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -48,7 +48,7 @@ func startController(t *testing.T, dataDir, config string) (*exec.Cmd, string) {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	cmd := exec.Command(os.Args[0], "-data-dir", dataDir, "-api-listen", addr, "-config", config, "-log-level", "warn")
+	cmd := exec.Command(os.Args[0], "-data-dir", dataDir, "-api-listen", addr, "-xds-listen", "127.0.0.1:0", "-config", config, "-log-level", "warn")
 	cmd.Env = append(os.Environ(), "WEFT_TEST_CONTROLLER_CHILD=1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -11,9 +11,17 @@
 //     type by a content hash and checked with Consistent before it is
 //     returned.
 //   - Batcher coalesces the store's change stream into few rebuilds.
+//   - Syncer is the controller loop: it watches the store and the endpoint
+//     registry, and on each batch lists everything, syncs the service
+//     addresses, translates, and sets the snapshots whose versions changed
+//     in the ADS snapshot cache; it keeps the translation problems.
+//   - Logger adapts slog to go-control-plane's logger.
+//   - Subpackage server serves the cache over ADS, with the registry.
 //
 // Ownership: a Snapshot is immutable once built and may be handed to the
 // cache and read concurrently. Batcher.Run owns its goroutine's timers and
 // returns when its context ends or its change stream closes; it never
-// starts goroutines. The ADS server itself is not part of this package yet.
+// starts goroutines. Syncer.Run returns when its context ends; the one
+// goroutine it starts per store watch (merging the registry's signal into
+// the change stream) ends before the watch is abandoned.
 package xds

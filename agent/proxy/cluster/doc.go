@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package cluster is weft-proxy's upstream cluster manager: it turns the
+// Envoy v3 Clusters and ClusterLoadAssignments the control plane serves
+// (controlplane/xds/translate) into load-balanced, health-checked,
+// circuit-broken connection pools for the L7 core in agent/proxy.
+//
+// The Manager implements the consumer's interfaces of agent/proxy
+// (proxy.Clusters, proxy.Cluster, proxy.Lease; see consumer.go) and returns
+// the consumer's sentinel errors, wrapped.
+//
+// # Lifecycle and ownership
+//
+// NewManager returns a Manager without clusters. Update installs the
+// complete CDS + EDS set of one node id (each virtual node or gateway the
+// proxy serves has its own); it validates everything first and changes
+// nothing on error (the error names each offending cluster). Run runs the
+// background work — active health checks, outlier-detection intervals, DNS
+// refreshes, ORIGINAL_DST host clean-up — for the clusters of every
+// update, until its context ends, and returns only after all of it
+// stopped. Close closes idle connections and makes further Acquire and
+// Update calls fail with ErrClosed. The Manager owns every connection it
+// pools; a caller owns the connections it got from Lease.Dial.
+//
+// # Requests
+//
+// The L7 core asks Get(nodeID, name) for a cluster, Acquire(ctx, hints)
+// for a lease, uses the lease's Transport (HTTP) or Dial (tcp_proxy) and
+// reports the outcome with Done, which releases the breaker slots and
+// feeds outlier detection. Errors wrapping ErrOverflow or
+// ErrNoHealthyUpstream both mean 503. Hints.Attempt > 0 takes a
+// max_retries slot; Hints.Avoid steers retries to other hosts;
+// Hints.OriginalDst is where an ORIGINAL_DST cluster (App Mesh's
+// mesh-allow-all and amazonaws passthrough) connects.
+//
+// # Hosts
+//
+// A host is healthy unless EDS marks it UNHEALTHY, DRAINING or TIMEOUT, or
+// active health checks failed it; hosts start healthy. The load balancer
+// (round robin, weighted when endpoints have weights; least request; random)
+// picks among healthy, non-ejected hosts, unless fewer than
+// healthy_panic_threshold (default 50%) of the hosts are, after Envoy's
+// overprovisioning factor of 1.4, in which case it picks among all of them
+// (panic mode). Hosts keep their pool, health and ejection state across
+// updates as long as their address stays in the cluster.
+//
+// docs/proxy-upstreams.md lists what is supported and how it maps to App
+// Mesh fields.
+package cluster

@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	// The typed configs the translator's resources carry, for protojson.
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/weft-mesh/weft/agent/proxy"
+	"github.com/weft-mesh/weft/agent/proxy/cluster"
+	"github.com/weft-mesh/weft/pkg/logging"
+	nodeapiv1 "github.com/weft-mesh/weft/pkg/nodeapi/v1"
+	"github.com/weft-mesh/weft/pkg/version"
+)
+
+// Defaults of the flags.
+const (
+	// defaultOutbound is the agent's default proxy address
+	// (agent.DefaultProxyAddr), where the datapath redirects L7 traffic.
+	defaultOutbound = "169.254.100.1:15001"
+	defaultAdmin    = "127.0.0.1:15090"
+	defaultPinPath  = "/sys/fs/bpf/weft"
+	defaultCgroup   = "/sys/fs/cgroup"
+)
+
+const (
+	keyFile  = "file"
+	keyNode  = "node"
+	keyCount = "count"
+)
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("weft-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		lf          logging.Flags
+		cfg         proxy.Config
+		pinPath     string
+		configDir   string
+		nodeState   string
+		cgroupRoot  string
+		showVersion bool
+	)
+	lf.Register(fs)
+	fs.StringVar(&cfg.OutboundListen, "outbound-listen", defaultOutbound, "listener of redirected L7 connections (empty: none)")
+	fs.StringVar(&cfg.AdminListen, "admin-listen", defaultAdmin, "address of /metrics, /ready and /config_dump (empty: none)")
+	fs.StringVar(&pinPath, "pin-path", defaultPinPath, "bpffs directory of the agent's pinned maps (original destinations)")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", proxy.DefaultDrainTimeout, "how long in-flight requests may finish after SIGTERM")
+	fs.IntVar(&cfg.RetryBufferBytes, "retry-buffer-bytes", proxy.DefaultRetryBufferBytes, "request body bytes kept for retries (larger bodies are not retried)")
+	fs.StringVar(&configDir, "config-dir", "", "directory of *.json files, one per node id, as the translator renders them ({nodeId, listeners, routes, clusters, endpoints}; protojson)")
+	fs.StringVar(&nodeState, "node-state", "", "node state (protojson weft.nodeapi.v1.NodeState) giving the workloads' cgroups and virtual nodes")
+	fs.StringVar(&cgroupRoot, "cgroup-root", defaultCgroup, "cgroup v2 directory the node state's cgroup paths are relative to")
+	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if showVersion {
+		_, err := fmt.Fprintln(stdout, version.Version)
+		return err
+	}
+	log, err := lf.Logger(stderr)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	clusters := cluster.NewManager(cluster.Options{Registerer: reg}, log)
+	defer clusters.Close()
+	deps := proxy.Deps{Clusters: clusters, Registerer: reg, Gatherer: reg}
+	if cfg.OutboundListen != "" {
+		od, err := proxy.NewBPFOriginalDestination(pinPath)
+		if err != nil {
+			return fmt.Errorf("outbound listener needs the datapath's maps: %w", err)
+		}
+		defer od.Close()
+		deps.OriginalDst = od
+	}
+	p, err := proxy.New(cfg, deps, log)
+	if err != nil {
+		return err
+	}
+	if configDir != "" {
+		if err := loadConfigDir(p, configDir, log); err != nil {
+			return err
+		}
+	}
+	if nodeState != "" {
+		w, err := loadWorkloads(nodeState, cgroupRoot)
+		if err != nil {
+			return err
+		}
+		p.SetWorkloads(w)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return clusters.Run(gctx) })
+	g.Go(func() error { return p.Run(gctx) })
+	return g.Wait()
+}
+
+// nodeFile is one node id's resources as the translator's golden files
+// render them.
+type nodeFile struct {
+	NodeID    string            `json:"nodeId"`
+	Listeners []json.RawMessage `json:"listeners"`
+	Routes    []json.RawMessage `json:"routes"`
+	Clusters  []json.RawMessage `json:"clusters"`
+	Endpoints []json.RawMessage `json:"endpoints"`
+}
+
+// loadConfigDir applies every *.json file of dir, in name order.
+func loadConfigDir(p *proxy.Proxy, dir string, log *slog.Logger) error {
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return err
+	}
+	slices.Sort(files)
+	for _, f := range files {
+		res, id, err := readNodeFile(f)
+		if err != nil {
+			return err
+		}
+		if err := p.Update(id, res); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		log.Info("configuration loaded", keyFile, f, keyNode, id)
+	}
+	return nil
+}
+
+func readNodeFile(path string) (proxy.Resources, string, error) {
+	var res proxy.Resources
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return res, "", err
+	}
+	var nf nodeFile
+	if err := json.Unmarshal(b, &nf); err != nil {
+		return res, "", fmt.Errorf("%s: %w", path, err)
+	}
+	if nf.NodeID == "" {
+		return res, "", fmt.Errorf("%s: no nodeId", path)
+	}
+	var errs []error
+	res.Listeners = decodeAll(nf.Listeners, func() *listenerv3.Listener { return &listenerv3.Listener{} }, &errs)
+	res.Routes = decodeAll(nf.Routes, func() *routev3.RouteConfiguration { return &routev3.RouteConfiguration{} }, &errs)
+	res.Clusters = decodeAll(nf.Clusters, func() *clusterv3.Cluster { return &clusterv3.Cluster{} }, &errs)
+	res.Endpoints = decodeAll(nf.Endpoints, func() *endpointv3.ClusterLoadAssignment { return &endpointv3.ClusterLoadAssignment{} }, &errs)
+	if err := errors.Join(errs...); err != nil {
+		return res, "", fmt.Errorf("%s: %w", path, err)
+	}
+	return res, nf.NodeID, nil
+}
+
+func decodeAll[T proto.Message](raw []json.RawMessage, mk func() T, errs *[]error) []T {
+	out := make([]T, 0, len(raw))
+	for _, r := range raw {
+		m := mk()
+		if err := protojson.Unmarshal(r, m); err != nil {
+			*errs = append(*errs, err)
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// loadWorkloads maps the node state's workloads to node ids by cgroup id
+// (the inode of the cgroup v2 directory, what bpf_get_current_cgroup_id
+// returns).
+func loadWorkloads(path, cgroupRoot string) (map[uint64]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var st nodeapiv1.NodeState
+	if err := protojson.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	out := map[uint64]string{}
+	var errs []error
+	for _, w := range st.GetWorkloads() {
+		fi, err := os.Stat(filepath.Join(cgroupRoot, w.GetCgroupPath()))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("workload %d: %w", w.GetId(), err))
+			continue
+		}
+		sys, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			errs = append(errs, fmt.Errorf("workload %d: no inode number", w.GetId()))
+			continue
+		}
+		out[sys.Ino] = "mesh/" + w.GetMesh() + "/virtualNode/" + w.GetVirtualNode()
+	}
+	return out, errors.Join(errs...)
+}

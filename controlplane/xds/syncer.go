@@ -1,0 +1,445 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package xds
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weft-mesh/weft/controlplane/store"
+	"github.com/weft-mesh/weft/controlplane/xds/translate"
+	"github.com/weft-mesh/weft/controlplane/xds/vip"
+	"github.com/weft-mesh/weft/pkg/appmesh"
+)
+
+// Log keys of the Syncer.
+const (
+	keyError    = "error"
+	keyRevision = "revision"
+	keyNodeID   = "nodeID"
+	keyRef      = "ref"
+	keyMessage  = "message"
+	keyUpdated  = "updated"
+	keyCleared  = "cleared"
+	keyProxies  = "proxies"
+	keyNodes    = "nodes"
+	keyDuration = "duration"
+	keyRetryIn  = "retryIn"
+	keyWarmUp   = "warmUp"
+)
+
+// ResourceLister lists every resource (resources.Service.All).
+type ResourceLister interface {
+	// All returns every resource of every mesh and the store revision of
+	// the consistent view they were read in.
+	All(ctx context.Context) ([]appmesh.Resource, int64, error)
+}
+
+// AddressSyncer keeps the service addresses (vip.Allocator.Sync).
+type AddressSyncer interface {
+	Sync(ctx context.Context, want []vip.Key) (map[vip.Key]vip.Addresses, error)
+}
+
+// EndpointView is a consistent view of the endpoint registry
+// (registry.View).
+type EndpointView interface {
+	translate.EndpointSource
+	// Workloads returns the workloads registered by the agent of node.
+	Workloads(node string) []translate.Workload
+	// Nodes returns the (physical) nodes holding a registration, sorted.
+	Nodes() []string
+}
+
+// SyncerConfig tunes a Syncer.
+type SyncerConfig struct {
+	// Batcher coalesces changes into rebuilds.
+	Batcher BatcherConfig
+	// WarmUp is how long after Run starts the Syncer waits before it
+	// publishes its first snapshots, so that the agents re-register their
+	// endpoints after a controller restart first; until then connected
+	// clients keep their last configuration. 0 publishes at once.
+	WarmUp time.Duration
+}
+
+// SyncerDeps are the Syncer's collaborators. Store, Resources, Addresses
+// and Cache are required.
+type SyncerDeps struct {
+	// Store is watched for changes.
+	Store store.Store
+	// Resources lists the resources to translate.
+	Resources ResourceLister
+	// Addresses allocates the service addresses.
+	Addresses AddressSyncer
+	// Endpoints returns the registry's current view; nil means no node is
+	// managed and no node state is computed.
+	Endpoints func() EndpointView
+	// EndpointsChanged receives a value when the registry changed.
+	EndpointsChanged <-chan struct{}
+	// Connected returns the node ids of the clients connected now; their
+	// snapshots are kept even when their node id left the world, so that
+	// a stream is never left without an answer. Nil: none.
+	Connected func() map[string]bool
+	// Cache is the snapshot cache the ADS server serves.
+	Cache cachev3.SnapshotCache
+	// Registerer takes the Syncer's metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+// Syncer keeps the snapshot cache equal to the translation of the store and
+// the registry: it watches the store, batches changes (Batcher), and on
+// each batch lists every resource, syncs the service addresses, translates,
+// builds one snapshot per node id (a virtual node's or gateway's Envoy
+// resources; a physical node's NodeState) and sets the snapshots whose
+// versions changed. See docs/xds.md.
+type Syncer struct {
+	cfg     SyncerConfig
+	deps    SyncerDeps
+	log     *slog.Logger
+	batcher *Batcher
+	metrics *syncerMetrics
+
+	// Owned by the rebuild (Run's goroutine, one at a time).
+	published map[string]map[string]string // node id → type URL → version
+
+	mu       sync.Mutex
+	problems []translate.Problem
+	rebuilt  bool
+}
+
+// NewSyncer returns a Syncer; Run starts it.
+func NewSyncer(cfg SyncerConfig, deps SyncerDeps, log *slog.Logger) (*Syncer, error) {
+	if deps.Store == nil || deps.Resources == nil || deps.Addresses == nil || deps.Cache == nil {
+		return nil, errors.New("new syncer: Store, Resources, Addresses and Cache are required")
+	}
+	if cfg.WarmUp < 0 {
+		return nil, errors.New("new syncer: warm-up must not be negative")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Syncer{
+		cfg: cfg, deps: deps, log: log,
+		published: map[string]map[string]string{},
+		metrics:   newSyncerMetrics(deps.Registerer),
+	}
+	b, err := NewBatcher(cfg.Batcher, func(ctx context.Context, _ int64) error {
+		_, err := s.Rebuild(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.batcher = b
+	return s, nil
+}
+
+// Problems returns the translation problems of the last rebuild, sorted by
+// resource.
+func (s *Syncer) Problems() []translate.Problem {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.problems)
+}
+
+// Synced reports whether a rebuild has published snapshots.
+func (s *Syncer) Synced() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rebuilt
+}
+
+// Run publishes snapshots until ctx ends, which returns nil. After the
+// warm-up it rebuilds from a full listing, watches the store from that
+// listing's revision and rebuilds on each batch of changes; when the change
+// stream ends (the watcher fell behind, store.ErrCompacted) or a rebuild
+// fails, it lists everything again, with backoff after a failure.
+func (s *Syncer) Run(ctx context.Context) error {
+	if s.cfg.WarmUp > 0 {
+		s.log.Info("holding back snapshots while agents re-register", keyWarmUp, s.cfg.WarmUp)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(s.cfg.WarmUp):
+		}
+	}
+	backoff := time.Second
+	fail := func(err error) bool {
+		s.log.Error("sync snapshots", keyError, err, keyRetryIn, backoff)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+		return true
+	}
+	for ctx.Err() == nil {
+		rev, err := s.Rebuild(ctx)
+		if err != nil {
+			if ctx.Err() != nil || !fail(err) {
+				return nil
+			}
+			continue
+		}
+		err = s.follow(ctx, rev)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, store.ErrCompacted), errors.Is(err, ErrEventsClosed):
+			s.log.Info("store change stream ended; listing again", keyError, err)
+		case err != nil:
+			if !fail(err) {
+				return nil
+			}
+			continue
+		}
+		backoff = time.Second
+	}
+	return nil
+}
+
+// follow watches the store after rev, merges the registry's change signal
+// into the change stream, and batches it into rebuilds.
+func (s *Syncer) follow(ctx context.Context, rev int64) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, err := s.deps.Store.Watch(wctx, rev)
+	if err != nil {
+		return fmt.Errorf("watch store after revision %d: %w", rev, err)
+	}
+	merged := make(chan store.Event)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		defer close(merged)
+		for {
+			var ev store.Event
+			select {
+			case <-wctx.Done():
+				return
+			case e, ok := <-events:
+				if !ok {
+					return
+				}
+				ev = e
+			case <-s.deps.EndpointsChanged: // nil: never
+			}
+			select {
+			case merged <- ev:
+			case <-wctx.Done():
+				return
+			}
+		}
+	})
+	return s.batcher.Run(wctx, merged)
+}
+
+// Rebuild translates the current store and registry and publishes the
+// snapshots whose versions changed. It returns the store revision it read.
+// Run calls it; it must not run concurrently with itself.
+func (s *Syncer) Rebuild(ctx context.Context) (int64, error) {
+	start := time.Now()
+	rev, err := s.rebuild(ctx)
+	if err != nil {
+		s.metrics.rebuilds.WithLabelValues("error").Inc()
+		return 0, err
+	}
+	s.metrics.rebuilds.WithLabelValues("ok").Inc()
+	s.metrics.duration.Observe(time.Since(start).Seconds())
+	return rev, nil
+}
+
+func (s *Syncer) rebuild(ctx context.Context) (int64, error) {
+	start := time.Now()
+	res, rev, err := s.deps.Resources.All(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var keys []vip.Key
+	for _, r := range res {
+		if r.Ref.Kind == appmesh.KindVirtualService {
+			keys = append(keys, vip.Key{Mesh: r.Ref.Mesh, Service: r.Ref.Name})
+		}
+	}
+	addrs, err := s.deps.Addresses.Sync(ctx, keys)
+	if err != nil {
+		return 0, err
+	}
+	var view EndpointView
+	in := translate.Input{Resources: res, Addresses: addrs}
+	if s.deps.Endpoints != nil {
+		view = s.deps.Endpoints()
+		in.Endpoints = view
+	}
+	w := translate.Compile(in)
+	probs := map[translate.Problem]bool{}
+	for _, p := range w.Problems() {
+		probs[p] = true
+	}
+	snaps := map[string]*Snapshot{}
+	keep := map[string]bool{} // node ids whose new snapshot failed: they keep theirs
+	proxies := w.ProxyIDs()
+	for _, id := range proxies {
+		p, ps := w.Proxy(id)
+		for _, pr := range ps {
+			probs[pr] = true
+		}
+		if p == nil {
+			continue
+		}
+		snap, err := NewSnapshot(p, nil)
+		if err != nil {
+			// The translator guarantees consistency; this is a bug, and
+			// the node keeps its previous snapshot.
+			s.log.Error("build snapshot; node keeps its previous one", keyNodeID, id, keyError, err)
+			keep[id] = true
+			continue
+		}
+		snaps[id] = snap
+	}
+	var nodes []string
+	if view != nil {
+		nodes = view.Nodes()
+	}
+	for _, node := range nodes {
+		if _, clash := snaps[node]; clash {
+			s.log.Error("node name is also a proxy's node id; no node state for it", keyNodeID, node)
+			continue
+		}
+		st, ps := w.NodeState(node, view.Workloads(node))
+		for _, pr := range ps {
+			probs[pr] = true
+		}
+		snap, err := NewSnapshot(nil, st)
+		if err != nil {
+			s.log.Error("build node state snapshot; node keeps its previous one", keyNodeID, node, keyError, err)
+			keep[node] = true
+			continue
+		}
+		snaps[node] = snap
+	}
+	updated, cleared, err := s.publish(ctx, snaps, keep)
+	if err != nil {
+		return 0, err
+	}
+	s.setProblems(slices.Collect(maps.Keys(probs)))
+	s.metrics.nodes.WithLabelValues("proxy").Set(float64(len(proxies)))
+	s.metrics.nodes.WithLabelValues("agent").Set(float64(len(nodes)))
+	lvl := slog.LevelDebug
+	if updated > 0 || cleared > 0 {
+		lvl = slog.LevelInfo
+	}
+	s.log.Log(ctx, lvl, "rebuilt snapshots", keyRevision, rev, keyProxies, len(proxies), keyNodes, len(nodes),
+		keyUpdated, updated, keyCleared, cleared, keyDuration, time.Since(start))
+	return rev, nil
+}
+
+// publish sets the snapshots whose versions differ from the published ones
+// and clears those of node ids that left the world and have no client.
+func (s *Syncer) publish(ctx context.Context, snaps map[string]*Snapshot, keep map[string]bool) (updated, cleared int, err error) {
+	for _, id := range slices.Sorted(maps.Keys(snaps)) {
+		snap := snaps[id]
+		v := snap.Versions()
+		if maps.Equal(v, s.published[id]) {
+			continue
+		}
+		if err := snap.Consistent(); err != nil {
+			s.log.Error("refused inconsistent snapshot; node keeps its previous one", keyNodeID, id, keyError, err)
+			keep[id] = true
+			continue
+		}
+		if err := s.deps.Cache.SetSnapshot(ctx, id, snap); err != nil {
+			return updated, cleared, fmt.Errorf("set snapshot of %s: %w", id, err)
+		}
+		s.published[id] = v
+		s.metrics.updates.Inc()
+		updated++
+	}
+	var connected map[string]bool
+	if s.deps.Connected != nil {
+		connected = s.deps.Connected()
+	}
+	for id := range s.published {
+		if _, ok := snaps[id]; ok || keep[id] || connected[id] {
+			continue
+		}
+		s.deps.Cache.ClearSnapshot(id)
+		delete(s.published, id)
+		cleared++
+	}
+	s.mu.Lock()
+	s.rebuilt = true
+	s.mu.Unlock()
+	return updated, cleared, nil
+}
+
+// setProblems keeps the problems and logs those that appeared or went away.
+func (s *Syncer) setProblems(ps []translate.Problem) {
+	slices.SortFunc(ps, func(a, b translate.Problem) int {
+		return cmp.Or(cmp.Compare(a.Ref.ResourcePath(), b.Ref.ResourcePath()), cmp.Compare(a.Message, b.Message))
+	})
+	s.mu.Lock()
+	prev := s.problems
+	s.problems = ps
+	s.mu.Unlock()
+	for _, p := range ps {
+		if !slices.Contains(prev, p) {
+			s.log.Warn("resource not translated", keyRef, p.Ref.ResourcePath(), keyMessage, p.Message)
+		}
+	}
+	for _, p := range prev {
+		if !slices.Contains(ps, p) {
+			s.log.Info("translation problem resolved", keyRef, p.Ref.ResourcePath(), keyMessage, p.Message)
+		}
+	}
+	s.metrics.problems.Set(float64(len(ps)))
+}
+
+type syncerMetrics struct {
+	rebuilds *prometheus.CounterVec
+	duration prometheus.Histogram
+	updates  prometheus.Counter
+	problems prometheus.Gauge
+	nodes    *prometheus.GaugeVec
+}
+
+func newSyncerMetrics(reg prometheus.Registerer) *syncerMetrics {
+	m := &syncerMetrics{
+		rebuilds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_controller_xds_rebuilds_total",
+			Help: "Translations of the whole store and registry into snapshots, by result.",
+		}, []string{"result"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "weft_controller_xds_rebuild_duration_seconds",
+			Help:    "Time of a successful rebuild: list, allocate addresses, translate, publish.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
+		}),
+		updates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "weft_controller_xds_snapshot_updates_total",
+			Help: "Snapshots set in the ADS cache because a version changed.",
+		}),
+		problems: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "weft_controller_xds_translation_problems",
+			Help: "Resources (or parts of them) the last translation left out; GET /weft/v1/problems lists them.",
+		}),
+		nodes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "weft_controller_xds_node_ids",
+			Help: "Node ids with a snapshot: proxy (virtual node or gateway) and agent (physical node).",
+		}, []string{"kind"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.rebuilds, m.duration, m.updates, m.problems, m.nodes)
+	}
+	return m
+}
