@@ -26,7 +26,7 @@ export DEBIAN_FRONTEND := noninteractive
 # clang-14, llvm-14, libbpf-dev and bpftool pin the generators of
 # `make generate` (CI regenerates and diffs); iproute2 and curl drive the
 # datapath and end-to-end tests. Planned: etcd-server (HA store tests),
-# nginx haproxy (benchmarks), prometheus.
+# prometheus. (nginx and haproxy: BENCH_APT_PACKAGES, installed by `make bench`.)
 APT_PACKAGES ?= git ca-certificates protobuf-compiler clang-14 llvm-14 libbpf-dev bpftool iproute2 curl
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
@@ -180,10 +180,27 @@ fuzz: ## Fuzz every Fuzz target for FUZZTIME each (default 20s)
 		$(GO) test -run='^$$' -fuzz="^$${t#*:}\$$" -fuzztime=$(FUZZTIME) "./$${t%%:*}"; \
 	done
 
+# `make bench` only: nginx and HAProxy stand in weft-proxy's place. They are
+# installed by the bench target, so `make test` never needs them.
+BENCH_APT_PACKAGES ?= nginx haproxy
+# Options of weft-bench, e.g. BENCH_ARGS='-runs 3 -duration 1s' for a quicker
+# run (docs/performance.md).
+BENCH_ARGS ?=
+
 .PHONY: bench
-bench: deps ## Benchmarks (never part of test): direct vs the L4 eBPF path (root), then the Go benchmarks
+bench: deps ## Benchmarks (never part of test, root, ~12 min): direct, L4 eBPF, weft-proxy, nginx, HAProxy, control plane; then the Go benchmarks
+	@missing=(); \
+	for p in $(BENCH_APT_PACKAGES); do \
+		dpkg -s "$$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$$p"); \
+	done; \
+	if (( $${#missing[@]} )); then \
+		echo "bench: installing $${missing[*]}"; \
+		$(SUDO) apt-get update -q; \
+		$(SUDO) apt-get install -y -q --no-install-recommends "$${missing[@]}"; \
+	fi
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/weft-agent ./cmd/weft-proxy
 	$(GO) build -o $(BIN)/weft-bench ./test/bench
-	$(BIN)/weft-bench -out bench-results
+	$(SUDO) $(BIN)/weft-bench -bin-dir $(BIN) -out bench-results $(BENCH_ARGS)
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
 .PHONY: check

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -100,7 +101,7 @@ type XDSConfig struct {
 	TokenFile string `json:"tokenFile"`
 	// NodeAddress is this node's address, registered as the address of the
 	// configuration's VM workloads (they serve on the host's network).
-	// Required with Server when Workloads are configured.
+	// Required with Server when a configured workload has no Addresses.
 	NodeAddress string `json:"nodeAddress"`
 }
 
@@ -150,6 +151,10 @@ type VMWorkload struct {
 	VirtualNode string `json:"virtualNode"`
 	// ListenerPorts are the ports the workload serves on.
 	ListenerPorts []uint32 `json:"listenerPorts"`
+	// Addresses, when set, are the workload's own IP addresses, registered
+	// as its endpoint addresses instead of XDS.NodeAddress: a workload with
+	// a network of its own (a pod's network namespace, say).
+	Addresses []string `json:"addresses,omitempty"`
 }
 
 // Duration is a time.Duration written as a string ("10s") in the file.
@@ -287,8 +292,8 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.XDS.Server); err != nil {
 			add("xds.server: %w", err)
 		}
-		if c.XDS.NodeAddress == "" && len(c.Workloads) > 0 {
-			add("xds.nodeAddress: is required to register the endpoints of the configured workloads")
+		if c.XDS.NodeAddress == "" && slices.ContainsFunc(c.Workloads, func(w VMWorkload) bool { return len(w.Addresses) == 0 }) {
+			add("xds.nodeAddress: is required to register the endpoints of the configured workloads without addresses")
 		}
 	}
 	if c.XDS.NodeAddress != "" {
@@ -355,6 +360,11 @@ func (c Config) Validate() error {
 		for _, p := range w.ListenerPorts {
 			if p == 0 || p > 65535 {
 				add("%s.listenerPorts: %d is not a port", name, p)
+			}
+		}
+		for _, a := range w.Addresses {
+			if ip, err := netip.ParseAddr(a); err != nil || ip.IsUnspecified() {
+				add("%s.addresses: want the workload's IP address, got %q", name, a)
 			}
 		}
 	}

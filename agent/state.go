@@ -143,6 +143,7 @@ func mergeWorkloads(file []Workload, discovered [][]Workload) []Workload {
 func equalWorkloads(a, b []Workload) bool {
 	return slices.EqualFunc(a, b, func(x, y Workload) bool {
 		return x.ID == y.ID && x.CgroupPath == y.CgroupPath && x.CgroupID == y.CgroupID &&
-			x.Mesh == y.Mesh && x.VirtualNode == y.VirtualNode && slices.Equal(x.ListenerPorts, y.ListenerPorts)
+			x.Mesh == y.Mesh && x.VirtualNode == y.VirtualNode && slices.Equal(x.ListenerPorts, y.ListenerPorts) &&
+			slices.Equal(x.Addresses, y.Addresses)
 	})
 }

@@ -26,6 +26,9 @@ type Workload struct {
 	Mesh          string   `json:"mesh"`
 	VirtualNode   string   `json:"virtualNode"`
 	ListenerPorts []uint32 `json:"listenerPorts,omitempty"`
+	// Addresses are the workload's own IP addresses, when it has a network
+	// of its own; empty means the node's address (xds.nodeAddress).
+	Addresses []string `json:"addresses,omitempty"`
 }
 
 // WorkloadSource discovers the workloads of this node. The agent polls it
@@ -71,6 +74,7 @@ func (s *VMSource) Workloads(context.Context) ([]Workload, error) {
 			Mesh:          w.Mesh,
 			VirtualNode:   w.VirtualNode,
 			ListenerPorts: slices.Clone(w.ListenerPorts),
+			Addresses:     slices.Clone(w.Addresses),
 		})
 	}
 	return out, nil

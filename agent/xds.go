@@ -120,8 +120,9 @@ func (a *Agent) kickRegistrar() {
 }
 
 // instances are this node's workloads as the registry takes them: every
-// merged workload, with the id the datapath knows it by, the node's
-// address (VM workloads serve on the host), its listener ports, healthy.
+// merged workload, with the id the datapath knows it by, its own addresses
+// or else the node's (VM workloads serve on the host), its listener ports,
+// healthy.
 // Until the watcher merged the workloads once they are unknown.
 func (a *Agent) instances() ([]*nodeapiv1.Instance, bool) {
 	if !a.polled.Load() {
@@ -149,7 +150,10 @@ func (a *Agent) instances() ([]*nodeapiv1.Instance, bool) {
 			Id: id, CgroupPath: w.CgroupPath, Mesh: w.Mesh, VirtualNode: w.VirtualNode,
 			Ports: slices.Clone(w.ListenerPorts), Healthy: true,
 		}
-		if a.nodeAddr.IsValid() {
+		switch {
+		case len(w.Addresses) > 0:
+			in.Addresses = slices.Clone(w.Addresses)
+		case a.nodeAddr.IsValid():
 			in.Addresses = []string{a.nodeAddr.String()}
 		}
 		out = append(out, in)

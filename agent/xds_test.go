@@ -96,7 +96,8 @@ func TestAgentXDSSource(t *testing.T) {
 		XDS:           XDSConfig{Server: addr, NodeAddress: "10.0.0.1", CacheFile: filepath.Join(root, "xds-cache.json")},
 		Workloads: []VMWorkload{
 			{CgroupPath: "system.slice/orders.service", Mesh: "demo", VirtualNode: "front", ListenerPorts: []uint32{80}},
-			{CgroupPath: "kubepods/web", Mesh: "demo", VirtualNode: "web", ListenerPorts: []uint32{8080}},
+			// A pod: registered at its own address, not the node's.
+			{CgroupPath: "kubepods/web", Mesh: "demo", VirtualNode: "web", ListenerPorts: []uint32{8080}, Addresses: []string{"10.1.0.7"}},
 		},
 	}
 	h := startAgent(t, cfg)
@@ -119,7 +120,7 @@ func TestAgentXDSSource(t *testing.T) {
 			}
 		}
 		eps, managed := ctrl.Registry().View().Endpoints(translate.NodeKey{Mesh: "demo", Name: "web"})
-		if !managed || len(eps) != 1 || eps[0].Address.String() != "10.0.0.1" || eps[0].Port != 8080 {
+		if !managed || len(eps) != 1 || eps[0].Address.String() != "10.1.0.7" || eps[0].Port != 8080 {
 			return fmt.Errorf("endpoints of web: %v (managed %v)", eps, managed)
 		}
 		return nil
@@ -160,6 +161,15 @@ func TestXDSConfigValidate(t *testing.T) {
 			c.Workloads = []VMWorkload{{CgroupPath: "a.service", Mesh: "m", VirtualNode: "v"}}
 		}, false},
 		{"bad node address", func(c *Config) { c.XDS.Server = "127.0.0.1:7481"; c.XDS.NodeAddress = "0.0.0.0" }, false},
+		{"workloads with their own addresses", func(c *Config) {
+			c.XDS.Server = "127.0.0.1:7481"
+			c.Workloads = []VMWorkload{{CgroupPath: "pod1", Mesh: "m", VirtualNode: "v", Addresses: []string{"10.1.0.7"}}}
+		}, true},
+		{"bad workload address", func(c *Config) {
+			c.XDS.Server = "127.0.0.1:7481"
+			c.XDS.NodeAddress = "10.0.0.1"
+			c.Workloads = []VMWorkload{{CgroupPath: "pod1", Mesh: "m", VirtualNode: "v", Addresses: []string{"pod1"}}}
+		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base

@@ -16,7 +16,7 @@
 //   - demo: the program behind `make demo`.
 //   - bench: the datapath comparison behind `make bench`.
 //   - e2e: end-to-end tests of whole meshes on simulated nodes, behind the
-//     e2e build tag (planned).
+//     e2e build tag.
 //
 // # Test tiers
 //

@@ -35,7 +35,7 @@ func (d *Datapath) attachAccel(created *[]string) error {
 		if err := d.checkAccelLink(l); err != nil {
 			return fmt.Errorf("adopt link %s: %w", path, err)
 		}
-		if err := l.Update(d.objs.AccelMsg); err != nil {
+		if err := d.update(l, d.objs.AccelMsg); err != nil {
 			return fmt.Errorf("replace program of link %s: %w", path, err)
 		}
 		d.adoptedLinks = append(d.adoptedLinks, sockProgWeftAccelMsg)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -87,6 +88,11 @@ func (o *objects) attachments() []attachment {
 	}
 }
 
+type updatedLink struct {
+	link link.Link
+	prev *ebpf.Program
+}
+
 // Datapath is the loaded and attached bpf/sock family. It is the only owner
 // of the family's maps; see the package documentation for its lifecycle.
 type Datapath struct {
@@ -99,6 +105,9 @@ type Datapath struct {
 
 	// adopted lists the maps and links that were pinned before New.
 	adoptedMaps, adoptedLinks []string
+	// updated are the adopted links New pointed at its programs, with
+	// their previous programs, until New succeeds.
+	updated []updatedLink
 
 	mu     sync.Mutex // serialises map access (Reconcile, Snapshot, Counters, Dump) with Close
 	rmu    sync.Mutex // guards closed and readers
@@ -114,9 +123,11 @@ type Datapath struct {
 // New validates cfg, loads the programs, adopts the maps and links pinned
 // under cfg.PinPath (or creates and pins them), replaces the programs of
 // adopted links in place and attaches the missing ones to cfg.CgroupPath.
-// Pinned maps with another layout are an error wrapping ErrLayoutMismatch.
-// On failure, New closes what it opened and removes the pins it made, and
-// leaves what was pinned before untouched.
+// Pinned maps of an older layout with a registered migration are migrated
+// (see "Layout changes" in the package documentation); any other layout is
+// an error wrapping ErrLayoutMismatch. On failure, New points the links it
+// updated back at their previous programs, closes what it opened and
+// removes the pins it made, and leaves what was pinned before untouched.
 func New(cfg Config, log *slog.Logger) (_ *Datapath, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid datapath config: %w", err)
@@ -127,16 +138,31 @@ func New(cfg Config, log *slog.Logger) (_ *Datapath, err error) {
 	cfg = cfg.withDefaults()
 	d := &Datapath{log: log, cfg: cfg, readers: make(map[*ringbuf.Reader]struct{})}
 
-	var created []string // pins made by this call, removed on failure
+	var (
+		created   []string // pins made by this call, removed on failure
+		adoption  *adoption
+		committed bool // a migration switched the programs: no rollback
+	)
 	defer func() {
-		if err != nil {
-			for _, p := range created {
+		if adoption != nil {
+			adoption.close()
+		}
+		if err == nil {
+			return
+		}
+		if committed {
+			// Past the switch the new programs stay: the next New
+			// completes the migration.
+			d.dropRollback()
+		} else {
+			err = errors.Join(err, d.rollback())
+			for _, p := range slices.Backward(created) {
 				if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 					err = errors.Join(err, fmt.Errorf("remove pin %s: %w", p, rerr))
 				}
 			}
-			err = errors.Join(err, d.Close())
 		}
+		err = errors.Join(err, d.Close())
 	}()
 
 	if d.cgroupID, err = cgroupID(cfg.CgroupPath); err != nil {
@@ -153,15 +179,20 @@ func New(cfg Config, log *slog.Logger) (_ *Datapath, err error) {
 	if !cfg.Accelerate {
 		d.warnStaleAccel()
 	}
-	repl, adopted, err := adoptMaps(spec, cfg.PinPath, pinnedMapNames(cfg.Accelerate))
+	adoption, err = adoptMaps(spec, cfg.PinPath, pinnedMapNames(cfg.Accelerate))
 	if err != nil {
 		return nil, err
 	}
-	d.adoptedMaps = adopted
-	err = spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{MapReplacements: repl})
-	for _, m := range repl {
-		_ = m.Close() // LoadAndAssign cloned them
+	d.adoptedMaps = adoption.adopted
+	if adoption.from != 0 {
+		var names []string
+		for _, r := range adoption.replaced {
+			names = append(names, r.name)
+		}
+		log.Info("migrating the pinned datapath", "from_layout", adoption.from, "to_layout", layoutVersion,
+			"replaced_maps", names, "adopted_maps", adoption.adopted)
 	}
+	err = spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{MapReplacements: adoption.repl})
 	if err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
@@ -170,21 +201,31 @@ func New(cfg Config, log *slog.Logger) (_ *Datapath, err error) {
 		return nil, fmt.Errorf("load bpf objects: %w", err)
 	}
 
-	// Pin the maps this call created, then stamp the layout version.
+	// Pin the maps this call created (the new maps of a migration under
+	// their temporary names), then stamp the layout version of new maps.
+	replacedByName := make(map[string]*replaced)
+	for _, r := range adoption.replaced {
+		replacedByName[r.name] = r
+	}
 	metaAdopted := false
 	for name, m := range d.mapsByName() {
-		if _, ok := repl[name]; ok {
+		path := filepath.Join(cfg.PinPath, name)
+		if r, ok := replacedByName[name]; ok {
+			if r.resumed {
+				continue
+			}
+			path = tempPin(cfg.PinPath, name)
+		} else if _, ok := adoption.repl[name]; ok {
 			metaAdopted = metaAdopted || name == sockMapWeftMetadata
 			continue
 		}
-		path := filepath.Join(cfg.PinPath, name)
 		if err := m.Pin(path); err != nil {
 			return nil, fmt.Errorf("pin map %s: %w", name, err)
 		}
 		created = append(created, path)
 	}
 	if !metaAdopted {
-		meta := sockWeftMeta{Magic: metaMagic, LayoutVersion: LayoutVersion}
+		meta := sockWeftMeta{Magic: metaMagic, LayoutVersion: layoutVersion}
 		if err := d.objs.WeftMetadata.Put(uint32(0), meta); err != nil {
 			return nil, fmt.Errorf("write layout version: %w", err)
 		}
@@ -198,9 +239,17 @@ func New(cfg Config, log *slog.Logger) (_ *Datapath, err error) {
 			return nil, err
 		}
 	}
+	if adoption.from != 0 {
+		// Every link runs the new programs on the new maps.
+		committed = true
+		if err := d.commitMigration(adoption); err != nil {
+			return nil, fmt.Errorf("migrate maps in %s from layout %d: %w", cfg.PinPath, adoption.from, err)
+		}
+	}
+	d.dropRollback()
 	log.Info("datapath ready", "cgroup", cfg.CgroupPath, "cgroup_id", d.cgroupID, "pin_path", cfg.PinPath,
-		"adopted_maps", len(d.adoptedMaps), "adopted_links", len(d.adoptedLinks), "layout_version", LayoutVersion,
-		"accelerate", cfg.Accelerate)
+		"adopted_maps", len(d.adoptedMaps), "adopted_links", len(d.adoptedLinks), "layout_version", layoutVersion,
+		"migrated_from", adoption.from, "accelerate", cfg.Accelerate)
 	return d, nil
 }
 
@@ -225,6 +274,9 @@ func loadSpec(cfg Config) (*ebpf.CollectionSpec, error) {
 	}
 	if err := spec.Variables[sockVarWeftCfg].Set(bpfConfig(cfg)); err != nil {
 		return nil, fmt.Errorf("set bpf config: %w", err)
+	}
+	if adjustSpec != nil {
+		adjustSpec(spec)
 	}
 	return spec, nil
 }
@@ -286,59 +338,9 @@ func (d *Datapath) mapsByName() map[string]*ebpf.Map {
 	return out
 }
 
-// adoptMaps opens the maps pinned under pinPath and checks them against the
-// spec: the layout version first, then each map's type, key and value size,
-// max entries and flags. It returns them as replacements.
-func adoptMaps(spec *ebpf.CollectionSpec, pinPath string, names []string) (repl map[string]*ebpf.Map, adopted []string, err error) {
-	repl = make(map[string]*ebpf.Map)
-	defer func() {
-		if err != nil {
-			for _, m := range repl {
-				_ = m.Close()
-			}
-			repl = nil
-		}
-	}()
-	for _, name := range names {
-		m, err := ebpf.LoadPinnedMap(filepath.Join(pinPath, name), nil)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("open pinned map %s: %w", name, err)
-		}
-		repl[name] = m
-		adopted = append(adopted, name)
-	}
-	if len(repl) == 0 {
-		return repl, nil, nil
-	}
-	meta, ok := repl[sockMapWeftMetadata]
-	if !ok {
-		return nil, nil, fmt.Errorf("adopt maps in %s: %w: maps are pinned but %s is not (refusing to guess their layout)",
-			pinPath, ErrLayoutMismatch, sockMapWeftMetadata)
-	}
-	var v sockWeftMeta
-	if err := meta.Lookup(uint32(0), &v); err != nil {
-		return nil, nil, fmt.Errorf("read pinned layout version: %w", err)
-	}
-	if v.Magic != metaMagic || v.LayoutVersion != LayoutVersion {
-		return nil, nil, fmt.Errorf("adopt maps in %s: %w: pinned layout version %d (magic %#x), this build uses %d; unpin them (uninstall) or run the matching agent",
-			pinPath, ErrLayoutMismatch, v.LayoutVersion, v.Magic, LayoutVersion)
-	}
-	var errs []error
-	for name, m := range repl {
-		if err := compatible(spec.Maps[name], m); err != nil {
-			errs = append(errs, fmt.Errorf("map %s: %w", name, err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, nil, fmt.Errorf("adopt maps in %s: %w: %w", pinPath, ErrLayoutMismatch, err)
-	}
-	return repl, adopted, nil
-}
-
-// compatible compares a pinned map with its spec, naming every difference.
+// compatible compares a pinned map with its spec, naming every difference:
+// type, key and value size, max entries, flags, and then the BTF layout of
+// key and value.
 func compatible(spec *ebpf.MapSpec, m *ebpf.Map) error {
 	var errs []error
 	if m.Type() != spec.Type {
@@ -355,6 +357,9 @@ func compatible(spec *ebpf.MapSpec, m *ebpf.Map) error {
 	}
 	if m.Flags() != spec.Flags {
 		errs = append(errs, fmt.Errorf("flags %#x, want %#x", m.Flags(), spec.Flags))
+	}
+	if len(errs) == 0 {
+		errs = append(errs, compatibleBTF(spec, m))
 	}
 	return errors.Join(errs...)
 }
@@ -376,7 +381,7 @@ func (d *Datapath) attach(created *[]string) error {
 			if err := d.checkLink(l, a); err != nil {
 				return fmt.Errorf("adopt link %s: %w", path, err)
 			}
-			if err := l.Update(a.prog); err != nil {
+			if err := d.update(l, a.prog); err != nil {
 				return fmt.Errorf("replace program of link %s: %w", path, err)
 			}
 			d.adoptedLinks = append(d.adoptedLinks, a.name)
@@ -395,6 +400,45 @@ func (d *Datapath) attach(created *[]string) error {
 		}
 	}
 	return nil
+}
+
+// update points an adopted link at prog (BPF_LINK_UPDATE, atomic for that
+// hook), remembering its previous program so that a failing New can point
+// it back (rollback).
+func (d *Datapath) update(l link.Link, prog *ebpf.Program) error {
+	info, err := l.Info()
+	if err != nil {
+		return err
+	}
+	prev, err := ebpf.NewProgramFromID(info.Program)
+	if err != nil {
+		return fmt.Errorf("open its program %d: %w", info.Program, err)
+	}
+	if err := l.Update(prog); err != nil {
+		return errors.Join(err, prev.Close())
+	}
+	d.updated = append(d.updated, updatedLink{l, prev})
+	return nil
+}
+
+// rollback points the links New updated back at their previous programs,
+// newest first.
+func (d *Datapath) rollback() error {
+	var errs []error
+	for _, u := range slices.Backward(d.updated) {
+		if err := u.link.Update(u.prev); err != nil {
+			errs = append(errs, fmt.Errorf("roll link back to program %v: %w", u.prev, err))
+		}
+	}
+	d.dropRollback()
+	return errors.Join(errs...)
+}
+
+func (d *Datapath) dropRollback() {
+	for _, u := range d.updated {
+		_ = u.prev.Close()
+	}
+	d.updated = nil
 }
 
 func (d *Datapath) checkLink(l link.Link, a attachment) error {
@@ -450,6 +494,15 @@ func (d *Datapath) Unpin() error {
 	return errors.Join(err, d.Close())
 }
 
+// UnpinPath removes every pin of the family under pinPath, like Unpin,
+// without a Datapath: it detaches the programs and drops the maps (with
+// every connection's state) once nothing else holds them. It is the way
+// past a pinned layout that New refuses (ErrLayoutMismatch), for example
+// after a downgrade.
+func UnpinPath(pinPath string) error {
+	return unpinAll(pinPath)
+}
+
 func unpinAll(pinPath string) error {
 	var errs []error
 	remove := func(p string) {
@@ -457,17 +510,18 @@ func unpinAll(pinPath string) error {
 			errs = append(errs, fmt.Errorf("unpin %s: %w", p, err))
 		}
 	}
-	for _, name := range []string{
-		sockProgWeftConnect4, sockProgWeftConnect6, sockProgWeftSendmsg4,
-		sockProgWeftSendmsg6, sockProgWeftRecvmsg4, sockProgWeftRecvmsg6, sockProgWeftGetpeer4,
-		sockProgWeftGetpeer6, sockProgWeftSockops, sockProgWeftAccelMsg,
-	} {
+	for _, name := range linkNames {
 		remove(filepath.Join(pinPath, linksDir, name))
 	}
 	remove(filepath.Join(pinPath, linksDir))
-	// The acceleration maps too, whether or not this Datapath accelerates.
+	// The acceleration maps too, whether or not this Datapath accelerates,
+	// and the temporary pins of an interrupted migration (<name>_v<N>).
 	for _, name := range pinnedMapNames(true) {
 		remove(filepath.Join(pinPath, name))
+		tmp, _ := filepath.Glob(filepath.Join(pinPath, name+"_v[0-9]*"))
+		for _, p := range tmp {
+			remove(p)
+		}
 	}
 	if err := os.Remove(pinPath); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) {
 		errs = append(errs, fmt.Errorf("remove %s: %w", pinPath, err))

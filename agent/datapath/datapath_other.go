@@ -56,3 +56,6 @@ func (*OrigDstReader) Lookup(netip.AddrPort, netip.AddrPort) (netip.AddrPort, ui
 
 // Close does nothing.
 func (*OrigDstReader) Close() error { return nil }
+
+// UnpinPath fails with ErrNotSupported.
+func UnpinPath(string) error { return ErrNotSupported }

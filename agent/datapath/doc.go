@@ -103,11 +103,15 @@
 // adopts the maps pinned under Config.PinPath (a bpffs directory) or
 // creates them, and attaches each program through a link pinned under
 // PinPath/links. On adoption it checks the stored layout version, then each
-// map's type, key and value size, max entries and flags; a difference is an
-// error wrapping ErrLayoutMismatch, never a silent recreate. Adopted links
-// must be cgroup links of the right attach type on the same cgroup; their
-// program is replaced in place (BPF_LINK_UPDATE), so there is no moment
-// without a program. On failure New removes only the pins it created.
+// map's type, key and value size, max entries, flags and the BTF layout of
+// key and value (member names, offsets and sizes, recursively; typedef and
+// struct names aside); a pinned layout of an older version is migrated (see
+// Layout changes), any other difference is an error wrapping
+// ErrLayoutMismatch, never a silent recreate. Adopted links must be cgroup
+// links of the right attach type on the same cgroup; their program is
+// replaced in place (BPF_LINK_UPDATE), so there is no moment without a
+// program. On failure New points the links it updated back at their
+// previous programs and removes only the pins it created.
 //
 // Close releases the process's file descriptors and DETACHES NOTHING: the
 // pinned links keep the programs attached and the pinned maps keep the last
@@ -117,9 +121,69 @@
 // removes the links (detaching the programs) and the map pins, for
 // uninstalling and tests.
 //
+// UnpinPath does the same without a Datapath: it is the documented way
+// past a refused layout (a downgrade), at the cost of detaching the
+// programs and dropping all connection state.
+//
 // Reconcile writes by difference and never flushes; the write order keeps
 // concurrent connects safe (slots before the frontend's count, deletions in
 // reverse). Counters, ReadEvents, Snapshot and Dump read.
+//
+// # Layout changes
+//
+// Changing a struct, map type or size of bpf/include/weft_common.h bumps
+// WEFT_LAYOUT_VERSION and LayoutVersion, and registers a migration from
+// the previous version in migrate_linux.go (migrations, keyed by the
+// version it starts from). weft_metadata's own layout is frozen. A
+// migration lists the maps whose shape changed, each with its old shape
+// and either a converter of old key and value bytes into new ones, or none
+// (the new map starts empty, for state userspace cannot copy). Maps it
+// does not list must match the new build exactly and are adopted, as are
+// their entries; maps the new layout adds are created. New then:
+//
+//  1. creates each replaced map's successor and copies the converted
+//     entries while the old programs still run (first pass);
+//  2. loads the new programs against the adopted and new maps and pins
+//     the new maps at temporary names, <name>_v<layout>;
+//  3. switches every pinned link to its new program with BPF_LINK_UPDATE
+//     (link ids unchanged; each hook changes atomically and is never
+//     detached; a failure points the switched links back at their old
+//     programs and removes the new pins, leaving the old datapath as it
+//     was);
+//  4. copies the entries the old programs added between the first pass and
+//     the switch, and deletes the copies of the ones they deleted, never
+//     overriding what a new program wrote since (catch-up);
+//  5. renames each temporary pin over the canonical one (rename(2) on
+//     bpffs replaces atomically, so the name never disappears; the old
+//     map's last reference then goes with the old programs and it is
+//     freed), and stamps the new version last.
+//
+// An agent that dies between 3 and 5 leaves temporary pins that the
+// attached programs use: the next New takes them as the new maps (adding
+// what old programs, if some link was still old, wrote since) and
+// completes 5; temporary pins no program uses are stale copies from before
+// 3 and are made again. A pinned version that is neither current nor
+// registered (a newer build's, after a downgrade) is refused with
+// ErrLayoutMismatch, and the message says how to start over (UnpinPath).
+//
+// What cannot be copied: socket maps (weft_accel) are bound to their
+// sockmap link and hold live sockets, so no migration may replace them;
+// socket storage (weft_sockstate) and the ring buffer start empty. Socket
+// storage lives on each socket and is reachable only from programs: the
+// sockets open at the switch keep their storage in the old map until it is
+// freed, and the new programs find none for them, so their close emits no
+// record, and their weft_origdst and weft_revnat entries are not deleted
+// at close but left to LRU eviction; their redirects, reverse translation
+// and original destination (in the adopted maps) keep working. A connection
+// that connect()s under the old programs and reaches ESTABLISHED under the
+// new ones (the handshake straddling the switch) gets no original
+// destination either. Readers of a replaced map (OpenOrigDst) hold the old
+// one, which no program writes any more, and must reopen it.
+//
+// Layout 1 (before acceleration) migrates to 2 by adopting every map but
+// weft_sockstate (104 to 120 bytes: accel_sent, accel), which starts empty,
+// and creating the acceleration maps; TestMigrateFromLayout1 runs it
+// against layout 1's committed object (testdata/sock_layout1_bpfel.o).
 //
 // # Same-node acceleration
 //

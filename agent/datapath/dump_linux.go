@@ -28,7 +28,7 @@ func (d *Datapath) Dump() (string, error) {
 	cfg := d.cfg
 	fmt.Fprintf(&b, "config: cgroup=%s (id %d) pin=%s proxy=%v proxy_cgroup=%d proxy_mark=%#x dns=%v telemetry=%v accelerate=%t\n",
 		cfg.CgroupPath, d.cgroupID, cfg.PinPath, cfg.ProxyAddr, cfg.ProxyCgroupID, cfg.ProxyMark, cfg.DNSAddr, cfg.TelemetryInterval, cfg.Accelerate)
-	fmt.Fprintf(&b, "layout: version %d; adopted maps %v; adopted links %v\n", LayoutVersion, d.adoptedMaps, d.adoptedLinks)
+	fmt.Fprintf(&b, "layout: version %d; adopted maps %v; adopted links %v\n", layoutVersion, d.adoptedMaps, d.adoptedLinks)
 
 	cur, err := d.read()
 	if err != nil {

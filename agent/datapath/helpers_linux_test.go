@@ -62,7 +62,9 @@ type childResult struct {
 	Err       string         `json:"err,omitempty"`
 	Errno     int            `json:"errno,omitempty"`
 	ElapsedNs int64          `json:"elapsed_ns,omitempty"`
-	Bytes     int            `json:"bytes,omitempty"` // push: bytes written
+	Bytes     int            `json:"bytes,omitempty"`  // push: bytes written
+	Failed    int            `json:"failed,omitempty"` // loop: failed connections
+	LastErr   string         `json:"last_err,omitempty"`
 }
 
 // runChild serves childCmds from in until EOF.
@@ -114,6 +116,8 @@ func runChild(in io.Reader, out io.Writer) int {
 			}
 		case "udp":
 			err = childUDP(c, &r)
+		case "loop":
+			childLoop(c, &r)
 		case "transfer":
 			err = childTransfer(c, &r)
 		case "serve":
@@ -222,6 +226,29 @@ func childTCP(c childCmd, r *childResult) error {
 		r.IDs[id]++
 	}
 	return nil
+}
+
+// childLoop connects to Addr over and over for Ms milliseconds, reading
+// the server's first line each time, and counts the successes by answer and
+// the failures; it never stops at a failure.
+func childLoop(c childCmd, r *childResult) {
+	r.IDs = map[string]int{}
+	start := time.Now()
+	for time.Since(start) < time.Duration(c.Ms)*time.Millisecond {
+		conn, br, err := childDial(c)
+		if err == nil {
+			var id string
+			id, err = readLine(br)
+			conn.Close()
+			if err == nil {
+				r.IDs[id]++
+				continue
+			}
+		}
+		r.Failed++
+		r.LastErr = err.Error()
+	}
+	r.ElapsedNs = int64(time.Since(start))
 }
 
 // childUDP opens N unconnected sockets and sends M datagrams from each with

@@ -32,9 +32,9 @@ func OpenOrigDst(pinPath string) (*OrigDstReader, error) {
 	if err := meta.Lookup(uint32(0), &v); err != nil {
 		return nil, fmt.Errorf("open original destinations: read layout version: %w", err)
 	}
-	if v.Magic != metaMagic || v.LayoutVersion != LayoutVersion {
+	if v.Magic != metaMagic || v.LayoutVersion != layoutVersion {
 		return nil, fmt.Errorf("open original destinations: %w: pinned layout version %d, this build reads %d",
-			ErrLayoutMismatch, v.LayoutVersion, LayoutVersion)
+			ErrLayoutMismatch, v.LayoutVersion, layoutVersion)
 	}
 	m, err := ebpf.LoadPinnedMap(filepath.Join(pinPath, sockMapWeftOrigdst), ro)
 	if err != nil {

@@ -19,6 +19,7 @@ const (
 	DefaultRetryBufferBytes      = 1 << 20
 	DefaultIdleTimeout           = time.Hour
 	DefaultListenerFilterTimeout = 5 * time.Second
+	DefaultTLSHandshakeTimeout   = 10 * time.Second
 )
 
 // Config is the proxy's own configuration; what it routes comes from Update.
@@ -43,10 +44,16 @@ type Config struct {
 	// IdleTimeout closes downstream connections idle that long. Zero means
 	// DefaultIdleTimeout.
 	IdleTimeout time.Duration
-	// ListenerFilterTimeout bounds the wait for a TLS ClientHello when a
-	// filter chain matches server names. Zero means
+	// ListenerFilterTimeout bounds the wait for the first bytes (a TLS
+	// ClientHello) when a filter chain matches server names or a transport
+	// protocol. Zero means
 	// DefaultListenerFilterTimeout.
 	ListenerFilterTimeout time.Duration
+	// TLSHandshakeTimeout bounds the TLS handshake of a filter chain with
+	// a DownstreamTlsContext (unless the chain sets
+	// transport_socket_connect_timeout). Zero means
+	// DefaultTLSHandshakeTimeout.
+	TLSHandshakeTimeout time.Duration
 	// DisableReusePort binds without SO_REUSEPORT (which lets a new
 	// process bind the same addresses before the old one drains).
 	DisableReusePort bool
@@ -65,6 +72,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.ListenerFilterTimeout == 0 {
 		c.ListenerFilterTimeout = DefaultListenerFilterTimeout
+	}
+	if c.TLSHandshakeTimeout == 0 {
+		c.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
 	}
 }
 
@@ -92,6 +102,9 @@ func (c Config) Validate() error {
 	}
 	if c.ListenerFilterTimeout < 0 {
 		errs = append(errs, errors.New("listener filter timeout is negative"))
+	}
+	if c.TLSHandshakeTimeout < 0 {
+		errs = append(errs, errors.New("tls handshake timeout is negative"))
 	}
 	return errors.Join(errs...)
 }

@@ -20,6 +20,11 @@
 // SetWorkloads maps callers' cgroup ids to the node ids serving them;
 // Delete drops a node id.
 //
+// ADS (xds.go) drives those three from the controller: it follows the
+// node's NodeState for the workloads and keeps one Envoy subscription per
+// local virtual node and per configured gateway, with a cache file each
+// (docs/proxy.md, "Configuration over ADS").
+//
 // # Connections
 //
 // Redirected connections arrive on one outbound listener
@@ -36,10 +41,15 @@
 // (Config.BindOverrides can move them). A virtual node's inbound listener
 // is accepted but not served: see docs/proxy.md.
 //
-// An HTTP connection manager chain hands the connection to one net/http
-// server speaking HTTP/1.1 and h2c (prior knowledge; gRPC rides on it);
-// each request is routed against the route configuration current at that
-// moment. A tcp_proxy chain picks a weighted cluster per connection and
+// A chain with a DownstreamTlsContext transport socket terminates TLS
+// first (downstreamtls.go: file certificates, client certificate
+// validation with SAN matchers, ALPN h2 and http/1.1); PERMISSIVE
+// listeners pick their TLS or plaintext chain by the first byte of the
+// connection, and server_names chains by the ClientHello's SNI. An HTTP
+// connection manager chain hands the connection to one net/http server
+// speaking HTTP/1.1, h2c (prior knowledge) and, over TLS when ALPN chose
+// h2, HTTP/2 (gRPC rides on either); each request is routed against the
+// route configuration current at that moment. A tcp_proxy chain picks a weighted cluster per connection and
 // copies both ways with half-close and the idle timeout.
 //
 // # Upstreams

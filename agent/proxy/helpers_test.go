@@ -48,9 +48,10 @@ type world struct {
 	meshOf   map[string]string
 }
 
-// sample names a file of pkg/manifest's k8s samples or of ./testdata.
+// sample names a file of pkg/manifest's k8s samples, of ./testdata, or
+// (an absolute path) one a test wrote.
 func sample(name string) string {
-	if strings.HasPrefix(name, "testdata/") {
+	if strings.HasPrefix(name, "testdata/") || filepath.IsAbs(name) {
 		return name
 	}
 	return filepath.Join("..", "..", "pkg", "manifest", "testdata", "samples", "k8s", name+".yaml")

@@ -49,6 +49,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer p.m.activeRequests.Dec()
 
 	rq := reqCtx{scheme: "http", path: r.URL.EscapedPath(), r: r}
+	if r.TLS != nil {
+		rq.scheme = "https"
+	}
 	if ci.hcm.merge || ci.hcm.normalize {
 		rq.path = normalizePath(rq.path, ci.hcm.merge, ci.hcm.normalize)
 	}

@@ -32,8 +32,9 @@ type filterChain struct {
 	name        string
 	port        uint32 // 0: any
 	prefixes    []netip.Prefix
-	serverNames []string // exact or "*.suffix"
-	transport   string   // "", "tls" or "raw_buffer"
+	serverNames []string  // exact or "*.suffix"
+	transport   string    // "", "tls" or "raw_buffer"
+	tls         *chainTLS // nil: plaintext
 	hcm         *hcm
 	tcp         *tcpProxy
 }
@@ -48,6 +49,7 @@ type hcm struct {
 	normalize  bool
 	merge      bool
 	streamIdle time.Duration
+	alpn       []string // the ALPN protocols offered over TLS without alpn_protocols
 }
 
 // tcpProxy is a compiled TcpProxy.
@@ -136,9 +138,6 @@ func (c *compiler) filterChain(fc *listenerv3.FilterChain) (*filterChain, error)
 	if ch.transport != "" && ch.transport != "tls" && ch.transport != "raw_buffer" {
 		return nil, fmt.Errorf("transport protocol %q is not supported", ch.transport)
 	}
-	if fc.GetTransportSocket() != nil {
-		return nil, errors.New("downstream TLS (transport_socket) is not supported yet")
-	}
 	if len(fc.GetFilters()) != 1 {
 		return nil, fmt.Errorf("want exactly one network filter, have %d", len(fc.GetFilters()))
 	}
@@ -171,6 +170,20 @@ func (c *compiler) filterChain(fc *listenerv3.FilterChain) (*filterChain, error)
 	default:
 		return nil, fmt.Errorf("network filter %q is not supported", f.GetName())
 	}
+	if ts := fc.GetTransportSocket(); ts != nil {
+		var alpn []string
+		if ch.hcm != nil {
+			alpn = ch.hcm.alpn
+		}
+		t, err := compileDownstreamTLS(ts, alpn, ch.hcm != nil)
+		if err != nil {
+			return nil, err
+		}
+		if t != nil {
+			t.timeout = fc.GetTransportSocketConnectTimeout().AsDuration()
+		}
+		ch.tls = t
+	}
 	return ch, nil
 }
 
@@ -180,6 +193,14 @@ func (c *compiler) hcm(h *hcmv3.HttpConnectionManager) (*hcm, error) {
 		normalize:  h.GetNormalizePath().GetValue(),
 		merge:      h.GetMergeSlashes(),
 		streamIdle: durationOr(h.GetStreamIdleTimeout(), 5*time.Minute),
+	}
+	switch h.GetCodecType() {
+	case hcmv3.HttpConnectionManager_HTTP1:
+		out.alpn = []string{alpnHTTP11}
+	case hcmv3.HttpConnectionManager_HTTP2:
+		out.alpn = []string{alpnH2}
+	default:
+		out.alpn = []string{alpnH2, alpnHTTP11}
 	}
 	switch rs := h.GetRouteSpecifier().(type) {
 	case *hcmv3.HttpConnectionManager_Rds:

@@ -12,6 +12,7 @@ const (
 	rejectNoChain       = "no_filter_chain"
 	rejectNoOrigDst     = "no_original_destination"
 	rejectSNITimeout    = "listener_filter_timeout"
+	rejectTLSHandshake  = "tls_handshake_failed"
 )
 
 // metrics are the weft_proxy_* series. Every label value comes from the
@@ -51,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"node", "cluster"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_proxy_connections_rejected_total",
-			Help: "Downstream connections closed at once: unknown caller, no matching filter chain, no original destination, listener filter timeout.",
+			Help: "Downstream connections closed at once: unknown caller, no matching filter chain, no original destination, listener filter timeout, failed TLS handshake.",
 		}, []string{"reason"}),
 		tcpConns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_proxy_tcp_connections_total",

@@ -4,6 +4,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,7 @@ const (
 	keyDelay       = "delay"
 	keyWorkloads   = "workloads"
 	keyInFlight    = "in_flight"
+	keyRemote      = "remote"
 )
 
 // Resources are the Envoy resources of one node id (a virtual node or
@@ -446,12 +448,16 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	var protos http.Protocols
 	protos.SetHTTP1(true)
+	protos.SetHTTP2(true) // over TLS, when ALPN chose h2
 	protos.SetUnencryptedHTTP2(true)
 	p.server = &http.Server{
 		Handler:     p,
 		Protocols:   &protos,
 		IdleTimeout: p.cfg.IdleTimeout,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if tc, ok := c.(*tls.Conn); ok {
+				c = tc.NetConn()
+			}
 			if mc, ok := c.(*meshConn); ok {
 				return context.WithValue(ctx, connInfoKey{}, mc.info)
 			}

@@ -194,11 +194,30 @@ func (p *Proxy) dispatch(c net.Conn, nc *nodeConfig, l *listener, dst netip.Addr
 		nodeID: nc.id, hcm: ch.hcm, dst: dst, serverName: cm.serverName,
 		remote: c.RemoteAddr().String(), local: c.LocalAddr().String(),
 	}
+	var conn net.Conn = mc
+	if ch.tls != nil {
+		// Terminate TLS here, on the connection's own goroutine, so that a
+		// failed handshake is counted; the HTTP server then finds the
+		// handshake done and serves HTTP/2 when ALPN chose h2.
+		tc := tls.Server(mc, ch.tls.config)
+		if err := ch.tls.handshake(p.baseCtx, c, tc, p.cfg.TLSHandshakeTimeout); err != nil {
+			p.log.Debug("tls handshake failed", keyNode, nc.id, keyListener, l.name, keyRemote, mc.info.remote, keyError, err)
+			p.reject(c, rejectTLSHandshake)
+			return
+		}
+		if mc.info.serverName == "" {
+			mc.info.serverName = tc.ConnectionState().ServerName
+		}
+		conn = tc
+	}
 	if ch.hcm != nil {
-		if !p.queue.push(mc) {
+		if !p.queue.push(conn) {
 			_ = c.Close()
 		}
 		return
+	}
+	if ch.tls != nil {
+		mc = &meshConn{Conn: conn, info: mc.info}
 	}
 	p.serveTCP(mc, ch.tcp)
 }

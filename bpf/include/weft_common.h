@@ -12,8 +12,12 @@
  *     hold uninitialised bytes.
  *
  * Changing any struct, map type or map size here changes the pinned layout:
- * bump WEFT_LAYOUT_VERSION, or a restarted agent would adopt maps it cannot
- * read. The loader refuses pinned maps of another layout version.
+ * bump WEFT_LAYOUT_VERSION (and LayoutVersion in agent/datapath) and
+ * register a migration from the previous version in
+ * agent/datapath/migrate_linux.go, or a restarted agent would refuse the
+ * pinned maps. The loader adopts pinned maps of this version (sizes and BTF
+ * layout checked), migrates those of a registered older version and refuses
+ * any other. struct weft_meta and weft_metadata never change.
  */
 #ifndef WEFT_COMMON_H
 #define WEFT_COMMON_H

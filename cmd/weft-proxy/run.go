@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -28,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -36,6 +38,7 @@ import (
 	"github.com/weft-mesh/weft/pkg/logging"
 	nodeapiv1 "github.com/weft-mesh/weft/pkg/nodeapi/v1"
 	"github.com/weft-mesh/weft/pkg/version"
+	"github.com/weft-mesh/weft/pkg/xdsclient"
 )
 
 // Defaults of the flags.
@@ -46,6 +49,7 @@ const (
 	defaultAdmin    = "127.0.0.1:15090"
 	defaultPinPath  = "/sys/fs/bpf/weft"
 	defaultCgroup   = "/sys/fs/cgroup"
+	defaultCacheDir = "/var/lib/weft/proxy-xds"
 )
 
 const (
@@ -54,28 +58,50 @@ const (
 	keyCount = "count"
 )
 
+// options are the flags that are not the proxy's own Config.
+type options struct {
+	pinPath     string
+	configDir   string
+	nodeState   string
+	cgroupRoot  string
+	xdsServer   string
+	tokenFile   string
+	nodeID      string
+	cacheDir    string
+	gateways    []string
+	showVersion bool
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("weft-proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		lf          logging.Flags
-		cfg         proxy.Config
-		pinPath     string
-		configDir   string
-		nodeState   string
-		cgroupRoot  string
-		showVersion bool
+		lf  logging.Flags
+		cfg proxy.Config
+		o   options
 	)
+	host, _ := os.Hostname()
 	lf.Register(fs)
 	fs.StringVar(&cfg.OutboundListen, "outbound-listen", defaultOutbound, "listener of redirected L7 connections (empty: none)")
 	fs.StringVar(&cfg.AdminListen, "admin-listen", defaultAdmin, "address of /metrics, /ready and /config_dump (empty: none)")
-	fs.StringVar(&pinPath, "pin-path", defaultPinPath, "bpffs directory of the agent's pinned maps (original destinations)")
+	fs.StringVar(&o.pinPath, "pin-path", defaultPinPath, "bpffs directory of the agent's pinned maps (original destinations)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", proxy.DefaultDrainTimeout, "how long in-flight requests may finish after SIGTERM")
 	fs.IntVar(&cfg.RetryBufferBytes, "retry-buffer-bytes", proxy.DefaultRetryBufferBytes, "request body bytes kept for retries (larger bodies are not retried)")
-	fs.StringVar(&configDir, "config-dir", "", "directory of *.json files, one per node id, as the translator renders them ({nodeId, listeners, routes, clusters, endpoints}; protojson)")
-	fs.StringVar(&nodeState, "node-state", "", "node state (protojson weft.nodeapi.v1.NodeState) giving the workloads' cgroups and virtual nodes")
-	fs.StringVar(&cgroupRoot, "cgroup-root", defaultCgroup, "cgroup v2 directory the node state's cgroup paths are relative to")
-	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
+	fs.StringVar(&o.xdsServer, "xds-server", "", "the controller's xDS address (host:port): configuration and workloads over ADS")
+	fs.StringVar(&o.tokenFile, "xds-token-file", "", "file whose first line is the bearer token presented to the controller")
+	fs.StringVar(&o.nodeID, "node-id", host, "this node's id on ADS, the agent's (its node name): its node state lists the workloads (empty: none, gateways only)")
+	fs.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir, "directory of the last good configuration of every subscription (empty: none)")
+	fs.Func("gateway", "node id of a virtual gateway to serve, mesh/<mesh>/virtualGateway/<name> (repeatable)", func(v string) error {
+		if err := proxy.CheckGatewayID(v); err != nil {
+			return err
+		}
+		o.gateways = append(o.gateways, v)
+		return nil
+	})
+	fs.StringVar(&o.configDir, "config-dir", "", "directory of *.json files, one per node id, as the translator renders them ({nodeId, listeners, routes, clusters, endpoints}; protojson), instead of ADS")
+	fs.StringVar(&o.nodeState, "node-state", "", "node state (protojson weft.nodeapi.v1.NodeState) giving the workloads' cgroups and virtual nodes, instead of ADS")
+	fs.StringVar(&o.cgroupRoot, "cgroup-root", defaultCgroup, "cgroup v2 directory the node state's cgroup paths are relative to (the agent's cgroupRoot)")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -85,8 +111,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	if showVersion {
+	if o.showVersion {
 		_, err := fmt.Fprintln(stdout, version.Version)
+		return err
+	}
+	if err := o.check(); err != nil {
 		return err
 	}
 	log, err := lf.Logger(stderr)
@@ -99,7 +128,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer clusters.Close()
 	deps := proxy.Deps{Clusters: clusters, Registerer: reg, Gatherer: reg}
 	if cfg.OutboundListen != "" {
-		od, err := proxy.NewBPFOriginalDestination(pinPath)
+		od, err := proxy.NewBPFOriginalDestination(o.pinPath)
 		if err != nil {
 			return fmt.Errorf("outbound listener needs the datapath's maps: %w", err)
 		}
@@ -110,22 +139,89 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if configDir != "" {
-		if err := loadConfigDir(p, configDir, log); err != nil {
+	if o.configDir != "" {
+		if err := loadConfigDir(p, o.configDir, log); err != nil {
 			return err
 		}
 	}
-	if nodeState != "" {
-		w, err := loadWorkloads(nodeState, cgroupRoot)
+	if o.nodeState != "" {
+		w, err := loadWorkloads(o.nodeState, o.cgroupRoot)
 		if err != nil {
 			return err
 		}
 		p.SetWorkloads(w)
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	if o.xdsServer != "" {
+		conn, ads, err := o.newADS(p, reg, log)
+		if err != nil {
+			return err
+		}
+		// The connection closes after ADS.Run returned (g.Wait).
+		defer conn.Close()
+		g.Go(func() error { return ads.Run(gctx) })
+	}
 	g.Go(func() error { return clusters.Run(gctx) })
 	g.Go(func() error { return p.Run(gctx) })
 	return g.Wait()
+}
+
+// check reports flag combinations that make no sense.
+func (o *options) check() error {
+	var errs []error
+	if o.xdsServer != "" {
+		if o.configDir != "" || o.nodeState != "" {
+			errs = append(errs, errors.New("-xds-server excludes -config-dir and -node-state: choose one source of configuration"))
+		}
+		if o.nodeID == "" && len(o.gateways) == 0 {
+			errs = append(errs, errors.New("-xds-server needs -node-id or a -gateway"))
+		}
+	} else if o.tokenFile != "" || len(o.gateways) > 0 {
+		errs = append(errs, errors.New("-xds-token-file and -gateway need -xds-server"))
+	}
+	return errors.Join(errs...)
+}
+
+// newADS dials the controller and builds the proxy's ADS wiring.
+func (o *options) newADS(p *proxy.Proxy, reg prometheus.Registerer, log *slog.Logger) (*grpc.ClientConn, *proxy.ADS, error) {
+	dc := xdsclient.DialConfig{Server: o.xdsServer}
+	if o.tokenFile != "" {
+		tok, err := readToken(o.tokenFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		dc.Token = tok
+	}
+	conn, err := xdsclient.Dial(dc)
+	if err != nil {
+		return nil, nil, err
+	}
+	ads, err := proxy.NewADS(proxy.ADSConfig{
+		NodeID:     o.nodeID,
+		Gateways:   o.gateways,
+		CgroupRoot: o.cgroupRoot,
+		CacheDir:   o.cacheDir,
+	}, proxy.ADSDeps{Conn: conn, Target: p, Registerer: reg}, log)
+	if err != nil {
+		_ = conn.Close()
+		return nil, nil, err
+	}
+	log.Info("configuration from the controller", "server", o.xdsServer, keyNode, o.nodeID, "gateways", len(o.gateways), "cacheDir", o.cacheDir)
+	return conn, ads, nil
+}
+
+// readToken returns the first line of the token file.
+func readToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read xds token: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	tok := strings.TrimSpace(line)
+	if tok == "" {
+		return "", fmt.Errorf("xds token file %s is empty", path)
+	}
+	return tok, nil
 }
 
 // nodeFile is one node id's resources as the translator's golden files

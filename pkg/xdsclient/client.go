@@ -78,8 +78,11 @@ type Config struct {
 	// that received a response. Defaults DefaultMinBackoff and
 	// DefaultMaxBackoff.
 	MinBackoff, MaxBackoff time.Duration
-	// OnConnected, when set, is called each time a stream received its
-	// first response (the agent then renews its registration at once).
+	// OnConnected, when set, is called each time a stream is open and its
+	// requests are sent (the agent then renews its registration at once).
+	// It does not wait for a response: a server whose versions equal the
+	// ones the client names (a restarted controller with the same world)
+	// rightly sends none.
 	OnConnected func()
 }
 
@@ -214,19 +217,19 @@ func (c *Client) stream(ctx context.Context) (responded bool, err error) {
 			return false, fmt.Errorf("send request: %w", err)
 		}
 	}
+	// gRPC opens a stream only on a ready connection (streams fail fast),
+	// so the stream is connected once its requests are out.
+	c.setConnected(true)
+	c.log.Info("ads stream connected")
+	if c.cfg.OnConnected != nil {
+		c.cfg.OnConnected()
+	}
 	for {
 		resp, err := st.Recv()
 		if err != nil {
 			return responded, fmt.Errorf("receive: %w", err)
 		}
-		if !responded {
-			responded = true
-			c.setConnected(true)
-			c.log.Info("ads stream connected")
-			if c.cfg.OnConnected != nil {
-				c.cfg.OnConnected()
-			}
-		}
+		responded = true
 		if err := st.Send(c.handle(ctx, resp)); err != nil {
 			return true, fmt.Errorf("send ack: %w", err)
 		}
