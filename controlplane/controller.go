@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/weft-mesh/weft/controlplane/dnsdisco"
 	"github.com/weft-mesh/weft/controlplane/registry"
 	"github.com/weft-mesh/weft/controlplane/resources"
 	"github.com/weft-mesh/weft/controlplane/restapi"
@@ -52,6 +53,23 @@ type Config struct {
 	XDSListen string `json:"xdsListen"`
 	// Registry configures the endpoint registry.
 	Registry RegistryConfig `json:"registry"`
+	// DNS configures the resolution of serviceDiscovery.dns in the
+	// controller.
+	DNS DNSConfig `json:"dns"`
+}
+
+// DNSConfig configures how the controller resolves the DNS service
+// discovery of virtual nodes without registered instances into endpoints
+// (package dnsdisco, docs/xds.md).
+type DNSConfig struct {
+	// Interval is how often every hostname is looked up again. Default 5s;
+	// "0s" turns controller-side resolution off: such nodes get DNS
+	// clusters that the proxies resolve.
+	Interval *Duration `json:"interval"`
+	// Timeout bounds one lookup. Default: the interval, at most 5s.
+	Timeout Duration `json:"timeout"`
+	// Resolver replaces the system resolver (tests); not in the file.
+	Resolver dnsdisco.Resolver `json:"-"`
 }
 
 // RegistryConfig configures the endpoint registry and the start of the
@@ -124,6 +142,12 @@ func (c Config) Validate() error {
 	if w := c.Registry.WarmUp; w != nil && *w < 0 {
 		errs = append(errs, errors.New("registry.warmUp: must not be negative"))
 	}
+	if i := c.DNS.Interval; i != nil && *i < 0 {
+		errs = append(errs, errors.New("dns.interval: must not be negative"))
+	}
+	if c.DNS.Timeout < 0 {
+		errs = append(errs, errors.New("dns.timeout: must not be negative"))
+	}
 	a := c.Auth
 	if (a.TLSCertFile == "") != (a.TLSKeyFile == "") {
 		errs = append(errs, errors.New("auth: tlsCertFile and tlsKeyFile go together"))
@@ -147,6 +171,7 @@ type Controller struct {
 	ln     net.Listener
 	ready  atomic.Bool
 	eps    *registry.Registry
+	dns    *dnsdisco.Discovery // nil when turned off
 	syncer *xds.Syncer
 	xds    *server.Server // nil without XDSListen
 }
@@ -275,6 +300,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 	})
 	g.Go(func() error { return c.eps.Run(ctx) })
+	if c.dns != nil {
+		g.Go(func() error { return c.dns.Run(ctx) })
+	}
 	g.Go(func() error { return c.syncer.Run(ctx) })
 	if c.xds != nil {
 		g.Go(func() error { return c.xds.Run(ctx) })

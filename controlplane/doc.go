@@ -5,7 +5,11 @@
 // App Mesh-compatible REST API, weft's own /weft/v1 extensions (among them
 // /weft/v1/problems, the translation problems), /healthz, /readyz and
 // /metrics; and the data plane's side: the endpoint registry
-// (controlplane/registry), the snapshot pipeline (xds.Syncer) and, with
+// (controlplane/registry), the DNS discovery that resolves
+// serviceDiscovery.dns into endpoints (controlplane/dnsdisco, unless
+// Config.DNS turns it off), the snapshot pipeline (xds.Syncer, also the
+// source of the INACTIVE status and message of resources it could not
+// translate) and, with
 // Config.XDSListen, the gRPC server of ADS and the registry
 // (controlplane/xds/server).
 //

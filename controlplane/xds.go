@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/weft-mesh/weft/controlplane/dnsdisco"
 	"github.com/weft-mesh/weft/controlplane/registry"
 	"github.com/weft-mesh/weft/controlplane/restapi"
 	"github.com/weft-mesh/weft/controlplane/xds"
 	"github.com/weft-mesh/weft/controlplane/xds/server"
+	"github.com/weft-mesh/weft/controlplane/xds/translate"
 	"github.com/weft-mesh/weft/controlplane/xds/vip"
 	"github.com/weft-mesh/weft/pkg/appmesh"
 )
@@ -60,8 +62,26 @@ func (c *Controller) newXDS(ctx context.Context, tokens []string, tlsCfg *tls.Co
 		}
 		deps.Connected = c.xds.Connected
 	}
+	if i := c.cfg.DNS.Interval; i == nil || *i > 0 {
+		dcfg := dnsdisco.Config{Timeout: time.Duration(c.cfg.DNS.Timeout), Resolver: c.cfg.DNS.Resolver}
+		if i != nil {
+			dcfg.Interval = time.Duration(*i)
+		}
+		c.dns, err = dnsdisco.New(dcfg, c.log.With("component", "dns"))
+		if err != nil {
+			return err
+		}
+		deps.DNS = func(nodes []translate.DNSNode) xds.DNSView { return c.dns.Sync(nodes) }
+		deps.DNSChanged = c.dns.Changed()
+	}
 	c.syncer, err = xds.NewSyncer(xds.SyncerConfig{WarmUp: warmUp}, deps, c.log.With("component", "xds-sync"))
-	return err
+	if err != nil {
+		return err
+	}
+	// Translation problems show in the resources' status (INACTIVE with a
+	// message) without being written to the store.
+	c.svc.SetStatusSource(c.syncer)
+	return nil
 }
 
 // problemJSON is one translation problem in /weft/v1/problems.

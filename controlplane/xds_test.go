@@ -57,6 +57,8 @@ func startController(t *testing.T, dataDir, xdsAddr string, before func(*control
 	c, err := controlplane.New(ctx, controlplane.Config{
 		DataDir: dataDir, APIListen: "127.0.0.1:0", XDSListen: xdsAddr,
 		Registry: controlplane.RegistryConfig{WarmUp: &zero},
+		// No lookup leaves the test: the names here never resolve.
+		DNS: controlplane.DNSConfig{Resolver: hostsResolver{}},
 	}, nil)
 	if err != nil {
 		cancel()

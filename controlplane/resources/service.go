@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -28,9 +29,10 @@ var accountRE = regexp.MustCompile(`^[0-9]{12}$`)
 // consistent, enforces quotas, versions and client tokens, and writes each
 // operation as one store transaction.
 type Service struct {
-	st  store.Store
-	cfg Config
-	log *slog.Logger
+	st     store.Store
+	cfg    Config
+	log    *slog.Logger
+	status atomic.Pointer[statusHolder]
 }
 
 // New returns a Service over st.
@@ -101,7 +103,11 @@ func (s *Service) Describe(ctx context.Context, ref appmesh.Ref, meshOwner strin
 		out = r
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	s.withStatus(out)
+	return out, nil
 }
 
 // Create creates a resource.
@@ -158,6 +164,7 @@ func (s *Service) Update(ctx context.Context, in UpdateInput) (*appmesh.Resource
 	if err != nil {
 		return nil, err
 	}
+	s.withStatus(out)
 	return out, nil
 }
 
@@ -249,6 +256,9 @@ func (s *Service) List(ctx context.Context, in ListInput) ([]appmesh.Resource, s
 	})
 	if err != nil {
 		return nil, "", err
+	}
+	for i := range out {
+		s.withStatus(&out[i])
 	}
 	return out, next, nil
 }

@@ -209,6 +209,9 @@ func (s *Service) Apply(ctx context.Context, items []ApplyItem, dryRun bool) ([]
 	if err != nil && !errors.Is(err, errDryRun) {
 		return nil, err
 	}
+	for _, r := range out {
+		s.withStatus(r.Resource)
+	}
 	return out, nil
 }
 

@@ -11,10 +11,14 @@
 //     type by a content hash and checked with Consistent before it is
 //     returned.
 //   - Batcher coalesces the store's change stream into few rebuilds.
-//   - Syncer is the controller loop: it watches the store and the endpoint
-//     registry, and on each batch lists everything, syncs the service
-//     addresses, translates, and sets the snapshots whose versions changed
-//     in the ADS snapshot cache; it keeps the translation problems.
+//   - Syncer is the controller loop: it watches the store, the endpoint
+//     registry and the DNS discovery (controlplane/dnsdisco), and on each
+//     batch lists everything, syncs the service addresses, translates (with
+//     the registry's endpoints first and resolved DNS nodes' second), and
+//     sets the snapshots whose versions changed in the ADS snapshot cache;
+//     it keeps the translation problems in memory and answers
+//     ResourceProblem, which the resource service shows in the resources'
+//     status (never written to the store).
 //   - Logger adapts slog to go-control-plane's logger.
 //   - Subpackage server serves the cache over ADS, with the registry.
 //
@@ -22,6 +26,7 @@
 // cache and read concurrently. Batcher.Run owns its goroutine's timers and
 // returns when its context ends or its change stream closes; it never
 // starts goroutines. Syncer.Run returns when its context ends; the one
-// goroutine it starts per store watch (merging the registry's signal into
-// the change stream) ends before the watch is abandoned.
+// goroutine it starts per store watch (merging the registry's and the DNS
+// discovery's signals into the change stream) ends before the watch is
+// abandoned.
 package xds

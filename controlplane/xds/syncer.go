@@ -60,6 +60,13 @@ type EndpointView interface {
 	Nodes() []string
 }
 
+// DNSView is what the DNS nodes resolve to (dnsdisco.View): their endpoints,
+// managed once resolved, and the problems of nodes whose lookups fail.
+type DNSView interface {
+	translate.EndpointSource
+	Problems() []translate.Problem
+}
+
 // SyncerConfig tunes a Syncer.
 type SyncerConfig struct {
 	// Batcher coalesces changes into rebuilds.
@@ -85,6 +92,14 @@ type SyncerDeps struct {
 	Endpoints func() EndpointView
 	// EndpointsChanged receives a value when the registry changed.
 	EndpointsChanged <-chan struct{}
+	// DNS resolves DNS service discovery in the controller
+	// (dnsdisco.Discovery.Sync): each rebuild gives it the virtual nodes
+	// with DNS service discovery that the registry does not manage and
+	// takes the endpoints of those that resolved. Nil: none, every such
+	// node gets a DNS cluster.
+	DNS func(nodes []translate.DNSNode) DNSView
+	// DNSChanged receives a value when what a DNS node resolves to changed.
+	DNSChanged <-chan struct{}
 	// Connected returns the node ids of the clients connected now; their
 	// snapshots are kept even when their node id left the world, so that
 	// a stream is never left without an answer. Nil: none.
@@ -113,7 +128,16 @@ type Syncer struct {
 
 	mu       sync.Mutex
 	problems []translate.Problem
+	status   map[string]resourceProblem // resource path → its problems
 	rebuilt  bool
+}
+
+// resourceProblem is what the last rebuild found wrong with one version of
+// a resource.
+type resourceProblem struct {
+	uid     string
+	version int64
+	message string
 }
 
 // NewSyncer returns a Syncer; Run starts it.
@@ -234,6 +258,7 @@ func (s *Syncer) follow(ctx context.Context, rev int64) error {
 				}
 				ev = e
 			case <-s.deps.EndpointsChanged: // nil: never
+			case <-s.deps.DNSChanged: // nil: never
 			}
 			select {
 			case merged <- ev:
@@ -287,6 +312,9 @@ func (s *Syncer) rebuild(ctx context.Context) (int64, error) {
 	for _, p := range w.Problems() {
 		probs[p] = true
 	}
+	if s.deps.DNS != nil {
+		w = s.withDNS(w, view, probs)
+	}
 	snaps := map[string]*Snapshot{}
 	keep := map[string]bool{} // node ids whose new snapshot failed: they keep theirs
 	proxies := w.ProxyIDs()
@@ -333,7 +361,7 @@ func (s *Syncer) rebuild(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	s.setProblems(slices.Collect(maps.Keys(probs)))
+	s.setProblems(slices.Collect(maps.Keys(probs)), res)
 	s.metrics.nodes.WithLabelValues("proxy").Set(float64(len(proxies)))
 	s.metrics.nodes.WithLabelValues("agent").Set(float64(len(nodes)))
 	lvl := slog.LevelDebug
@@ -384,14 +412,90 @@ func (s *Syncer) publish(ctx context.Context, snaps map[string]*Snapshot, keep m
 	return updated, cleared, nil
 }
 
-// setProblems keeps the problems and logs those that appeared or went away.
-func (s *Syncer) setProblems(ps []translate.Problem) {
+// withDNS gives the DNS nodes the registry does not manage to the DNS
+// discovery and returns the world with the registry's endpoints first and
+// the resolved DNS nodes' second; the discovery's problems go to probs.
+func (s *Syncer) withDNS(w *translate.World, reg EndpointView, probs map[translate.Problem]bool) *translate.World {
+	var nodes []translate.DNSNode
+	for _, n := range w.DNSNodes() {
+		if reg != nil {
+			if _, managed := reg.Endpoints(n.Node); managed {
+				continue // registered instances win over DNS
+			}
+		}
+		nodes = append(nodes, n)
+	}
+	dv := s.deps.DNS(nodes)
+	for _, p := range dv.Problems() {
+		probs[p] = true
+	}
+	return w.WithEndpoints(chainedEndpoints{first: reg, then: dv})
+}
+
+// chainedEndpoints answers from first when it manages the node, else from
+// then.
+type chainedEndpoints struct {
+	first translate.EndpointSource // nil: none
+	then  translate.EndpointSource
+}
+
+func (c chainedEndpoints) Endpoints(k translate.NodeKey) ([]translate.Endpoint, bool) {
+	if c.first != nil {
+		if eps, managed := c.first.Endpoints(k); managed {
+			return eps, true
+		}
+	}
+	return c.then.Endpoints(k)
+}
+
+// ResourceProblem returns why version version of the resource ref (with
+// uid) is not, or not entirely, in effect: the messages of the last
+// rebuild's problems of that resource, joined with "; ". ok is false when
+// it had none, or when they were found in another version (or in an
+// earlier resource of the same name): a newer version has not been
+// translated yet. It implements resources.StatusSource.
+func (s *Syncer) ResourceProblem(ref appmesh.Ref, uid string, version int64) (message string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.status[ref.ResourcePath()]
+	if !ok || p.uid != uid || p.version != version {
+		return "", false
+	}
+	return p.message, true
+}
+
+// setProblems keeps the problems, indexes them by resource (with the uid
+// and version of the resource they were found in, from res) and logs those
+// that appeared or went away.
+func (s *Syncer) setProblems(ps []translate.Problem, res []appmesh.Resource) {
 	slices.SortFunc(ps, func(a, b translate.Problem) int {
 		return cmp.Or(cmp.Compare(a.Ref.ResourcePath(), b.Ref.ResourcePath()), cmp.Compare(a.Message, b.Message))
 	})
+	status := map[string]resourceProblem{}
+	if len(ps) > 0 {
+		md := make(map[string]appmesh.Metadata, len(res))
+		for _, r := range res {
+			md[r.Ref.ResourcePath()] = r.Metadata
+		}
+		for _, p := range ps {
+			path := p.Ref.ResourcePath()
+			m, ok := md[path]
+			if !ok {
+				continue
+			}
+			rp, seen := status[path]
+			if seen {
+				rp.message += "; " + p.Message
+			} else {
+				rp = resourceProblem{uid: m.UID, version: m.Version, message: p.Message}
+			}
+			status[path] = rp
+		}
+	}
 	s.mu.Lock()
 	prev := s.problems
 	s.problems = ps
+	s.status = status
 	s.mu.Unlock()
 	for _, p := range ps {
 		if !slices.Contains(prev, p) {

@@ -172,6 +172,10 @@ const (
 // ResourceStatus is the status block of every kind.
 type ResourceStatus struct {
 	Status Status `json:"status"`
+	// Message is weft's extension: why a resource is INACTIVE (what the
+	// translation to the data plane could not use). It is never stored,
+	// and omitted when empty; AWS SDK clients ignore it.
+	Message string `json:"message,omitempty"`
 }
 
 // Metadata is the envelope App Mesh returns with every resource.

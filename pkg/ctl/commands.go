@@ -298,6 +298,9 @@ func runDescribe(ctx context.Context, g *globals, args []string, stdio IO) error
 	fmt.Fprintf(tw, "UID:\t%s\n", md.UID)
 	fmt.Fprintf(tw, "Version:\t%d\n", md.Version)
 	fmt.Fprintf(tw, "Status:\t%s\n", r.Status.Status)
+	if r.Status.Message != "" {
+		fmt.Fprintf(tw, "Message:\t%s\n", r.Status.Message)
+	}
 	fmt.Fprintf(tw, "Created:\t%s\n", md.CreatedAt.UTC().Format(time.RFC3339))
 	fmt.Fprintf(tw, "Last updated:\t%s\n", md.LastUpdatedAt.UTC().Format(time.RFC3339))
 	fmt.Fprintf(tw, "Mesh owner:\t%s\n", md.MeshOwner)

@@ -74,6 +74,10 @@
 //     (the restarted controller's warm-up lets the agents register again
 //     first, so it computes the same versions).
 //
+// The mesh itself (the nodes, the weft processes and their configurations,
+// the workload programs, metric scraping, weftctl) is package test/meshbed,
+// which `make demo` (test/demo) runs too; this package holds the checks.
+//
 // Timing is logged, never asserted: waits poll with generous limits. The
 // binaries are plain builds (not -race) to keep the run short. Everything
 // belongs to the test: processes are stopped by pid at cleanup, and

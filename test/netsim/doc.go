@@ -88,6 +88,11 @@
 // (parent-death signal) and does not pay the race detector's one-second exit
 // sleep (GORACE atexit_sleep_ms=0 unless GORACE sets it).
 //
+// A program that is not a test (`make demo`) does the same with RunMain,
+// first thing in main, and hands New a Standalone: a testing.TB whose Fatal
+// ends the function given to Standalone.Do and whose Close runs the
+// cleanups.
+//
 // Workload.NS.Do (and Node.NS.Do) run Go code in the namespace on a locked
 // thread of the test process itself: quick for listeners and dials that only
 // need the namespace, but such code is in the test's cgroup, not the

@@ -44,7 +44,7 @@ const waitDelay = time.Second
 
 // errNoMain is the error of every Program and Command when the test binary
 // did not go through Main.
-var errNoMain = errors.New("netsim: the test binary must call netsim.Main from TestMain")
+var errNoMain = errors.New("netsim: the test binary must call netsim.Main from TestMain (a program: netsim.RunMain from main)")
 
 // mainPrograms is the table given to Main. Main sets it once, before any
 // test runs; afterwards it is only read (a constants-like table in the sense
@@ -66,6 +66,16 @@ var mainPrograms Programs
 // runs the named program from progs and exits with its code. Main never
 // returns.
 func Main(m *testing.M, progs Programs) {
+	RunMain(progs)
+	os.Exit(m.Run())
+}
+
+// RunMain is Main for a program that is not a test (one that uses a
+// Standalone): its main calls RunMain first thing. In a child started by
+// Workload.Program, Run, Start or Command, RunMain plays the child's part
+// (see Main) and exits; otherwise it records progs for Program and
+// returns, and the program goes on.
+func RunMain(progs Programs) {
 	if code, isChild := runChild(progs); isChild {
 		os.Exit(code)
 	}
@@ -73,7 +83,6 @@ func Main(m *testing.M, progs Programs) {
 	for name, fn := range progs {
 		mainPrograms[name] = fn
 	}
-	os.Exit(m.Run())
 }
 
 // runChild plays the child's part of the protocol, if the environment asks

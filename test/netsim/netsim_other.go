@@ -28,6 +28,9 @@ func Main(m *testing.M, _ Programs) {
 	os.Exit(m.Run())
 }
 
+// RunMain returns at once outside Linux: there are no workload processes.
+func RunMain(Programs) {}
+
 // CgroupID returns testutil.ErrNotSupported outside Linux.
 func CgroupID(string) (uint64, error) {
 	return 0, fmt.Errorf("read cgroup id: %w", testutil.ErrNotSupported)

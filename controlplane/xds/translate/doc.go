@@ -20,6 +20,11 @@
 // whose target node has no endpoints is not a problem: its cluster simply
 // has no endpoints yet.
 //
+// World.DNSNodes lists the virtual nodes with DNS service discovery (with
+// their effective IP preference) for the controller to resolve, and
+// World.WithEndpoints gives a compiled world another EndpointSource, so that
+// resolved DNS nodes reach the translator as managed endpoints.
+//
 // docs/xds.md describes the mapping, the L4/L7 rule of the node state and
 // what is not done yet.
 package translate
