@@ -69,7 +69,7 @@ const meshName = "bench"
 // cgroups outside the node's, so no eBPF program sees their sockets; they
 // use the same namespaces, veths and routes.
 type bed struct {
-	h    *harness
+	h    *netsim.Standalone
 	dir  string
 	bins binaries
 	net  *netsim.Net
@@ -125,10 +125,10 @@ func (b *lockedBuffer) String() string {
 }
 
 // newBed builds the namespaces and cgroups, and starts the backend, the
-// agent and every proxy. Everything is removed by the harness's cleanups.
-func newBed(ctx context.Context, h *harness, bins binaries, services int) (*bed, error) {
+// agent and every proxy. Everything is removed by h's cleanups.
+func newBed(ctx context.Context, h *netsim.Standalone, bins binaries, services int) (*bed, error) {
 	b := &bed{h: h, bins: bins, proxies: map[string]*proc{}}
-	err := h.guard(func() error {
+	err := do(h, func() error {
 		b.dir = h.TempDir()
 		b.net = netsim.New(h, netsim.Options{})
 		b.node = b.net.AddNode("node")
@@ -228,7 +228,7 @@ func (b *bed) command(ctx context.Context, ns *testutil.NetNS, cgroup string, cp
 	return cmd, func() { _ = unix.Close(fd) }, nil
 }
 
-// start starts a long-running process; the harness stops it (SIGTERM, then
+// start starts a long-running process; a cleanup of h stops it (SIGTERM, then
 // SIGKILL after 5 s) when the bench ends. netsim's sweep of the cgroups
 // kills anything left after that.
 func (b *bed) start(ctx context.Context, name string, ns *testutil.NetNS, cgroup string, cpu int, env []string, argv ...string) (*proc, error) {
@@ -455,4 +455,12 @@ func (b *bed) fetch(ctx context.Context, url string) (string, error) {
 		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return string(body), nil
+}
+
+// do runs fn with s: a Fatal of a helper inside fn ends fn, and its message
+// comes back as the error, joined with fn's own.
+func do(s *netsim.Standalone, fn func() error) error {
+	var ferr error
+	err := s.Do(func() { ferr = fn() })
+	return errors.Join(ferr, err)
 }

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/weft-mesh/weft/test/netsim"
 )
 
 const childEnv = "WEFT_BENCH_CHILD"
@@ -202,11 +204,11 @@ func run(ctx context.Context, args []string) (err error) {
 	if err := pinSelf(cpuRest); err != nil {
 		return err
 	}
-	h, err := newHarness(os.Stderr)
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, h.close()) }()
+	// The test helpers (netsim, testutil) take a testing.TB: Standalone is
+	// one for programs, and its Close removes everything they created,
+	// whether the bench ends normally, on an error, or on Ctrl-C.
+	h := netsim.NewStandalone(ctx, "weft-bench", os.Stderr)
+	defer func() { err = errors.Join(err, h.Close()) }()
 
 	rep := &report{Started: time.Now().UTC(), Machine: machine(), Runs: o.runs, Duration: o.duration.String()}
 	if !o.skipData {
@@ -229,7 +231,7 @@ func run(ctx context.Context, args []string) (err error) {
 
 // dataPlane builds the test bed, runs every workload over every variant,
 // interleaved, then measures the footprint.
-func dataPlane(ctx context.Context, h *harness, bins binaries, o options, rep *report) error {
+func dataPlane(ctx context.Context, h *netsim.Standalone, bins binaries, o options, rep *report) error {
 	start := time.Now()
 	b, err := newBed(ctx, h, bins, 0)
 	if err != nil {
