@@ -101,9 +101,13 @@ type Proxy struct {
 	cancel   context.CancelFunc
 	running  bool // under mu
 	draining atomic.Bool
-	ready    chan struct{}
-	outbound net.Addr
-	admin    net.Addr
+	// dispatching counts accepted connections not yet handed on (see
+	// acceptLoop).
+	dispatching atomic.Int64
+	waitFor     <-chan struct{} // see WaitFor
+	ready       chan struct{}
+	outbound    net.Addr
+	admin       net.Addr
 
 	tcpMu    sync.Mutex
 	tcpConns map[uint64][2]net.Conn
@@ -383,12 +387,12 @@ func (p *Proxy) serveDirect(b *boundListener) {
 	p.conns.Add(1)
 	go func() {
 		defer p.conns.Done()
-		err := p.acceptLoop(b.ln, func(c net.Conn) {
+		err := p.acceptLoop(b.ln, func(c net.Conn, dispatched func()) {
 			// Read the name at accept time: an update may rename it.
 			p.mu.Lock()
 			name := b.name
 			p.mu.Unlock()
-			p.handleDirect(c, b.nodeID, name)
+			p.handleDirect(c, b.nodeID, name, dispatched)
 		})
 		if err != nil {
 			p.log.Error("listener failed", keyListener, b.name, keyError, err)
@@ -398,6 +402,10 @@ func (p *Proxy) serveDirect(b *boundListener) {
 
 // Ready is closed once Run has bound its listeners.
 func (p *Proxy) Ready() <-chan struct{} { return p.ready }
+
+// WaitFor makes Run bind its listeners only once ch is closed (ADS.Warm:
+// the configuration is there). Call it before Run.
+func (p *Proxy) WaitFor(ch <-chan struct{}) { p.waitFor = ch }
 
 // OutboundAddr is the bound outbound listener (after Ready).
 func (p *Proxy) OutboundAddr() net.Addr { return p.outbound }
@@ -423,6 +431,16 @@ func (p *Proxy) ListenerAddr(nodeID, name string) net.Addr {
 // Config.DrainTimeout, closes what is left and returns once every
 // goroutine it started has ended.
 func (p *Proxy) Run(ctx context.Context) error {
+	if p.waitFor != nil {
+		// A proxy taking over from another binds beside it only once it
+		// can serve what it accepts.
+		select {
+		case <-p.waitFor:
+		case <-ctx.Done():
+			p.cancel()
+			return nil
+		}
+	}
 	var outLn, adminLn net.Listener
 	closeAll := func() {
 		for _, l := range []net.Listener{outLn, adminLn} {
@@ -454,6 +472,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 		Handler:     p,
 		Protocols:   &protos,
 		IdleTimeout: p.cfg.IdleTimeout,
+		// A connection the server tracks is one its Shutdown waits for:
+		// push returns only then (see connQueue).
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				p.queue.tracked(c)
+			}
+		},
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if tc, ok := c.(*tls.Conn); ok {
 				c = tc.NetConn()
@@ -544,6 +569,15 @@ func (p *Proxy) drain(outLn net.Listener) {
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DrainTimeout)
 	defer cancel()
+	// Connections accepted before the listeners closed are still on their
+	// way to the HTTP server: let them arrive before it stops taking
+	// connections, or they would be closed unanswered.
+	for p.dispatching.Load() > 0 && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Millisecond):
+		}
+	}
 	// Shutdown closes the queue (no new HTTP connections), closes idle
 	// connections, sends HTTP/2 GOAWAY and waits for active requests.
 	if err := p.server.Shutdown(ctx); err != nil {

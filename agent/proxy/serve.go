@@ -57,6 +57,9 @@ type connQueue struct {
 	done chan struct{}
 	once sync.Once
 	addr net.Addr
+	// waiting maps a pushed connection to the channel that tracked closes
+	// when the HTTP server has started tracking it.
+	waiting sync.Map
 }
 
 func newConnQueue() *connQueue {
@@ -79,18 +82,43 @@ func (q *connQueue) Close() error {
 
 func (q *connQueue) Addr() net.Addr { return q.addr }
 
+// push hands c to the HTTP server and returns once the server tracks it
+// (its ConnState hook saw StateNew), so that a Shutdown that starts after
+// push returned waits for c's request instead of missing it.
 func (q *connQueue) push(c net.Conn) bool {
+	seen := make(chan struct{})
+	q.waiting.Store(c, seen)
 	select {
 	case q.ch <- c:
-		return true
 	case <-q.done:
+		q.waiting.Delete(c)
 		return false
+	}
+	select {
+	case <-seen:
+	case <-q.done:
+		// Serve took c before the queue closed: it tracks c regardless.
+	}
+	return true
+}
+
+// tracked is called by the HTTP server's ConnState hook for a new
+// connection.
+func (q *connQueue) tracked(c net.Conn) {
+	if v, ok := q.waiting.LoadAndDelete(c); ok {
+		close(v.(chan struct{}))
 	}
 }
 
 // acceptLoop accepts until the listener is closed, handling each
-// connection on its own tracked goroutine.
-func (p *Proxy) acceptLoop(ln net.Listener, handle func(net.Conn)) error {
+// connection on its own tracked goroutine. A connection counts as
+// dispatching (Proxy.dispatching) from its accept until it is handed to the
+// HTTP server, rejected, or starts being proxied as TCP: handle calls
+// dispatched at that point, or it is called when handle returns. The drain
+// waits for no connection to be dispatching before it shuts the HTTP server
+// down, so a connection accepted just before the listener closed is served,
+// not dropped.
+func (p *Proxy) acceptLoop(ln net.Listener, handle func(c net.Conn, dispatched func())) error {
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
@@ -109,9 +137,13 @@ func (p *Proxy) acceptLoop(ln net.Listener, handle func(net.Conn)) error {
 		}
 		backoff = 0
 		p.conns.Add(1)
+		p.dispatching.Add(1)
 		go func() {
 			defer p.conns.Done()
-			handle(c)
+			var once sync.Once
+			dispatched := func() { once.Do(func() { p.dispatching.Add(-1) }) }
+			defer dispatched()
+			handle(c, dispatched)
 		}()
 	}
 }
@@ -119,7 +151,7 @@ func (p *Proxy) acceptLoop(ln net.Listener, handle func(net.Conn)) error {
 // handleOutbound dispatches a connection the datapath redirected: its
 // original destination and caller give the node id and its egress
 // listener.
-func (p *Proxy) handleOutbound(c net.Conn) {
+func (p *Proxy) handleOutbound(c net.Conn, dispatched func()) {
 	dst, cgroup, err := p.deps.OriginalDst.Lookup(c)
 	if err != nil {
 		if !errors.Is(err, ErrNoOriginalDestination) {
@@ -136,11 +168,11 @@ func (p *Proxy) handleOutbound(c net.Conn) {
 		p.reject(c, rejectUnknownCaller)
 		return
 	}
-	p.dispatch(c, nc, nc.egress, dst)
+	p.dispatch(c, nc, nc.egress, dst, dispatched)
 }
 
 // handleDirect dispatches a connection to a directly bound listener.
-func (p *Proxy) handleDirect(c net.Conn, nodeID, name string) {
+func (p *Proxy) handleDirect(c net.Conn, nodeID, name string, dispatched func()) {
 	nc := p.state.Load().nodes[nodeID]
 	var l *listener
 	if nc != nil {
@@ -152,7 +184,7 @@ func (p *Proxy) handleDirect(c net.Conn, nodeID, name string) {
 	}
 	// The listener's own port, even when Config.BindOverrides moved it.
 	dst := netip.AddrPortFrom(addrPortOf(c.LocalAddr()).Addr(), l.port)
-	p.dispatch(c, nc, l, dst)
+	p.dispatch(c, nc, l, dst, dispatched)
 }
 
 func addrPortOf(a net.Addr) netip.AddrPort {
@@ -171,7 +203,7 @@ func (p *Proxy) reject(c net.Conn, reason string) {
 
 // dispatch picks the filter chain and hands the connection to its HTTP
 // connection manager or TCP proxy.
-func (p *Proxy) dispatch(c net.Conn, nc *nodeConfig, l *listener, dst netip.AddrPort) {
+func (p *Proxy) dispatch(c net.Conn, nc *nodeConfig, l *listener, dst netip.AddrPort, dispatched func()) {
 	cm := connMeta{dst: dst}
 	mc := &meshConn{Conn: c}
 	cands := l.candidates(dst)
@@ -219,6 +251,7 @@ func (p *Proxy) dispatch(c net.Conn, nc *nodeConfig, l *listener, dst netip.Addr
 	if ch.tls != nil {
 		mc = &meshConn{Conn: conn, info: mc.info}
 	}
+	dispatched() // tracked as a TCP connection from here on
 	p.serveTCP(mc, ch.tcp)
 }
 

@@ -146,6 +146,10 @@ type ADS struct {
 	subs      map[string]*subscription
 	workloads map[uint64]string // last given to the target
 	missing   []string          // cgroup paths not found at the last resolve
+	applied   map[string]bool   // subscriptions that applied a configuration
+
+	warm     chan struct{} // closed once every subscription applied one
+	warmOnce sync.Once
 }
 
 // subscription is one node id's Envoy subscription.
@@ -178,6 +182,7 @@ func NewADS(cfg ADSConfig, deps ADSDeps, log *slog.Logger) (*ADS, error) {
 	a := &ADS{
 		cfg: cfg, deps: deps, log: log.With(keyComponent, "ads"),
 		changed: make(chan struct{}, 1), subs: map[string]*subscription{},
+		applied: map[string]bool{}, warm: make(chan struct{}),
 		updates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "weft_proxy_xds_updates_total",
 			Help: "Configurations received over ADS (or from the cache files), by kind (node_state, proxy) and result (ok, cache, rejected).",
@@ -390,6 +395,7 @@ func (a *ADS) reconcile(ctx context.Context, wg *sync.WaitGroup) error {
 	for _, id := range gone {
 		a.unsubscribe(id)
 	}
+	a.checkWarm()
 	return nil
 }
 
@@ -431,7 +437,39 @@ func (a *ADS) apply(id string, r xdsclient.ProxyResources) error {
 		a.updates.WithLabelValues("proxy", adsResultOK).Inc()
 	}
 	a.log.Info("configuration applied", keyNode, id, keyADSCached, r.FromCache, keyADSVersions, versionList(r.Versions))
+	a.mu.Lock()
+	a.applied[id] = true
+	a.mu.Unlock()
+	a.checkWarm()
 	return nil
+}
+
+// Warm is closed once the node state (when there is a node id) and a
+// configuration of every subscription it opened have been applied, from the
+// controller or the cache files. The proxy binds its outbound listener only
+// then (Proxy.WaitFor), so that the new process of a hand-over takes no
+// connection it cannot serve yet.
+func (a *ADS) Warm() <-chan struct{} { return a.warm }
+
+// checkWarm closes warm when every subscription has applied once.
+func (a *ADS) checkWarm() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ns != nil && a.state == nil {
+		return
+	}
+	for id := range a.subs {
+		if !a.applied[id] {
+			return
+		}
+	}
+	if a.ns != nil && len(a.subs) == 0 && len(a.state.GetWorkloads()) > 0 {
+		return // the subscriptions are not opened yet
+	}
+	a.warmOnce.Do(func() {
+		a.log.Info("warm: every subscription has a configuration")
+		close(a.warm)
+	})
 }
 
 // unsubscribe ends the subscription of a virtual node that left the node
@@ -441,6 +479,7 @@ func (a *ADS) unsubscribe(id string) {
 	a.mu.Lock()
 	s := a.subs[id]
 	delete(a.subs, id)
+	delete(a.applied, id)
 	a.mu.Unlock()
 	if s == nil {
 		return

@@ -159,6 +159,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		// The connection closes after ADS.Run returned (g.Wait).
 		defer conn.Close()
+		p.WaitFor(ads.Warm())
 		g.Go(func() error { return ads.Run(gctx) })
 	}
 	g.Go(func() error { return clusters.Run(gctx) })

@@ -48,7 +48,8 @@ import (
 //   - echo-server: netsim.EchoServer;
 //   - http-load, grpc-call, dial, connect: clients that resolve names
 //     through their normal resolver path (HTTPLoad, GRPCCall, netsim.Dial,
-//     Connect; see ClientEnv).
+//     Connect; see ClientEnv);
+//   - mesh-traffic: steady L4 and L7 traffic until SIGTERM (MeshTraffic).
 func Programs() netsim.Programs {
 	return netsim.Programs{
 		"weftctl":      weftctlMain,
@@ -59,6 +60,7 @@ func Programs() netsim.Programs {
 		"grpc-call":    withResolver(GRPCCall),
 		"dial":         withResolver(netsim.Dial),
 		"connect":      withResolver(Connect),
+		"mesh-traffic": withResolver(MeshTraffic),
 	}
 }
 
