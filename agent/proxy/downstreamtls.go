@@ -97,10 +97,10 @@ func compileDownstreamTLS(ts *corev3.TransportSocket, alpn []string, httpChain b
 		SessionTicketsDisabled: dt.GetDisableStatelessSessionResumption(),
 	}
 	if p := ctc.GetTlsParams(); p != nil {
-		if v, ok := downstreamTLSVersion(p.GetTlsMinimumProtocolVersion()); ok && v != 0 {
+		if v, ok := TLSVersion(p.GetTlsMinimumProtocolVersion()); ok && v != 0 {
 			cfg.MinVersion = v
 		}
-		if v, ok := downstreamTLSVersion(p.GetTlsMaximumProtocolVersion()); ok && v != 0 {
+		if v, ok := TLSVersion(p.GetTlsMaximumProtocolVersion()); ok && v != 0 {
 			cfg.MaxVersion = v
 		}
 		if len(p.GetCipherSuites()) > 0 || len(p.GetEcdhCurves()) > 0 || len(p.GetSignatureAlgorithms()) > 0 {
@@ -243,15 +243,17 @@ func verifyClientCert(certs []*x509.Certificate, roots *x509.CertPool, sans []*t
 	if _, err := leaf.Verify(opts); err != nil {
 		return fmt.Errorf("tls: verify client certificate: %w", err)
 	}
-	if len(sans) == 0 || sanMatches(leaf, sans) {
+	if len(sans) == 0 || SANMatches(leaf, sans) {
 		return nil
 	}
 	return errors.New("tls: client certificate matches none of the subject alternative names")
 }
 
-// sanMatches tells whether one of the certificate's SANs matches one of the
+// SANMatches tells whether one of the certificate's SANs matches one of the
 // (exact) matchers. A DNS matcher also matches a wildcard SAN covering it.
-func sanMatches(leaf *x509.Certificate, sans []*tlsv3.SubjectAltNameMatcher) bool {
+// Downstream TLS uses it for client certificates, and the upstream TLS of
+// package cluster for server certificates.
+func SANMatches(leaf *x509.Certificate, sans []*tlsv3.SubjectAltNameMatcher) bool {
 	for _, m := range sans {
 		want := m.GetMatcher().GetExact()
 		switch m.GetSanType() {
@@ -318,7 +320,9 @@ func readDataSource(ds *corev3.DataSource) (data []byte, name string, err error)
 	}
 }
 
-func downstreamTLSVersion(v tlsv3.TlsParameters_TlsProtocol) (uint16, bool) {
+// TLSVersion maps an Envoy TLS protocol version onto crypto/tls's (0 for
+// TLS_AUTO); ok is false for a value it does not know.
+func TLSVersion(v tlsv3.TlsParameters_TlsProtocol) (version uint16, ok bool) {
 	switch v {
 	case tlsv3.TlsParameters_TLS_AUTO:
 		return 0, true

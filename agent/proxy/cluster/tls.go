@@ -9,15 +9,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"slices"
-	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/weft-mesh/weft/agent/proxy"
 )
 
 const (
@@ -103,10 +103,10 @@ func compileTLS(ts *corev3.TransportSocket, http2 bool) (*tlsSpec, error) {
 		cfg.NextProtos = []string{"h2"}
 	}
 	if p := ctc.GetTlsParams(); p != nil {
-		if v, ok := tlsVersion(p.GetTlsMinimumProtocolVersion()); ok && v != 0 {
+		if v, ok := proxy.TLSVersion(p.GetTlsMinimumProtocolVersion()); ok && v != 0 {
 			cfg.MinVersion = v
 		}
-		if v, ok := tlsVersion(p.GetTlsMaximumProtocolVersion()); ok && v != 0 {
+		if v, ok := proxy.TLSVersion(p.GetTlsMaximumProtocolVersion()); ok && v != 0 {
 			cfg.MaxVersion = v
 		}
 		if len(p.GetCipherSuites()) > 0 || len(p.GetEcdhCurves()) > 0 || len(p.GetSignatureAlgorithms()) > 0 {
@@ -177,22 +177,6 @@ func compileTLS(ts *corev3.TransportSocket, http2 bool) (*tlsSpec, error) {
 	return &tlsSpec{config: cfg, fingerprint: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
-func tlsVersion(v tlsv3.TlsParameters_TlsProtocol) (uint16, bool) {
-	switch v {
-	case tlsv3.TlsParameters_TLS_AUTO:
-		return 0, true
-	case tlsv3.TlsParameters_TLSv1_0:
-		return tls.VersionTLS10, true
-	case tlsv3.TlsParameters_TLSv1_1:
-		return tls.VersionTLS11, true
-	case tlsv3.TlsParameters_TLSv1_2:
-		return tls.VersionTLS12, true
-	case tlsv3.TlsParameters_TLSv1_3:
-		return tls.VersionTLS13, true
-	}
-	return 0, false
-}
-
 // verifyPeer checks the server's chain against roots and, when matchers are
 // given, that one of its SANs matches one of them.
 func verifyPeer(cs tls.ConnectionState, roots *x509.CertPool, sans []*tlsv3.SubjectAltNameMatcher, allowExpired bool) error {
@@ -210,50 +194,8 @@ func verifyPeer(cs tls.ConnectionState, roots *x509.CertPool, sans []*tlsv3.Subj
 	if _, err := leaf.Verify(opts); err != nil {
 		return fmt.Errorf("tls: verify server certificate: %w", err)
 	}
-	if len(sans) == 0 {
+	if len(sans) == 0 || proxy.SANMatches(leaf, sans) {
 		return nil
 	}
-	for _, m := range sans {
-		want := m.GetMatcher().GetExact()
-		switch m.GetSanType() {
-		case tlsv3.SubjectAltNameMatcher_DNS:
-			for _, n := range leaf.DNSNames {
-				if dnsNameMatch(n, want) {
-					return nil
-				}
-			}
-		case tlsv3.SubjectAltNameMatcher_URI:
-			for _, u := range leaf.URIs {
-				if u.String() == want {
-					return nil
-				}
-			}
-		case tlsv3.SubjectAltNameMatcher_EMAIL:
-			if slices.Contains(leaf.EmailAddresses, want) {
-				return nil
-			}
-		case tlsv3.SubjectAltNameMatcher_IP_ADDRESS:
-			ip := net.ParseIP(want)
-			for _, a := range leaf.IPAddresses {
-				if ip != nil && a.Equal(ip) {
-					return nil
-				}
-			}
-		}
-	}
 	return errors.New("tls: server certificate matches none of the subject alternative names")
-}
-
-// dnsNameMatch is Envoy's DNS SAN match: equal, or a certificate wildcard
-// "*.example.com" covering exactly one label of want.
-func dnsNameMatch(certName, want string) bool {
-	if certName == want {
-		return true
-	}
-	rest, ok := strings.CutPrefix(certName, "*.")
-	if !ok {
-		return false
-	}
-	i := strings.IndexByte(want, '.')
-	return i > 0 && want[i+1:] == rest
 }

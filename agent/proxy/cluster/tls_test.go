@@ -181,20 +181,3 @@ func TestUpstreamTLS(t *testing.T) {
 		}
 	}
 }
-
-func TestDNSNameMatch(t *testing.T) {
-	for _, tc := range []struct {
-		cert, want string
-		ok         bool
-	}{
-		{"a.example.com", "a.example.com", true},
-		{"*.example.com", "a.example.com", true},
-		{"*.example.com", "a.b.example.com", false},
-		{"*.example.com", "example.com", false},
-		{"a.example.com", "b.example.com", false},
-	} {
-		if got := dnsNameMatch(tc.cert, tc.want); got != tc.ok {
-			t.Errorf("dnsNameMatch(%q, %q) = %v", tc.cert, tc.want, got)
-		}
-	}
-}
