@@ -209,9 +209,9 @@ check: check-generate lint test ## What CI checks: check-generate, lint, test
 ##@ Run
 
 .PHONY: demo
-demo: deps ## Run the demo (go run ./test/demo $(ARGS))
-	@if [ ! -d test/demo ]; then echo "demo: test/demo does not exist yet" >&2; exit 1; fi
-	$(GO) run ./test/demo $(ARGS)
+demo: deps ## Run the demo: the mesh on two simulated nodes, a guided tour (ARGS=--once: tour, then exit)
+	$(GO) build -o $(BIN)/weft-demo ./test/demo
+	$(BIN)/weft-demo $(ARGS)
 
 .PHONY: vm-up
 vm-up: ## Start the Vagrant VM (Debian 12) with the repo synced to ~/weft
