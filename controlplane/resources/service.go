@@ -227,14 +227,8 @@ func (s *Service) List(ctx context.Context, in ListInput) ([]appmesh.Resource, s
 			if err := s.checkMesh(tx, in.Mesh, in.MeshOwner, false); err != nil {
 				return err
 			}
-			if pk := in.Kind.ParentKind(); pk != "" {
-				p, err := get(tx, appmesh.Ref{Kind: pk, Mesh: in.Mesh, Name: in.Parent})
-				if err != nil {
-					return err
-				}
-				if p == nil {
-					return parentNotFound(appmesh.Ref{Kind: in.Kind, Mesh: in.Mesh, Parent: in.Parent})
-				}
+			if err := checkParent(tx, appmesh.Ref{Kind: in.Kind, Mesh: in.Mesh, Parent: in.Parent}); err != nil {
+				return err
 			}
 		}
 		kvs, err := tx.List(prefix, after, limit+1)
@@ -305,14 +299,8 @@ func (s *Service) create(tx store.Txn, ref appmesh.Ref, spec any, tags []appmesh
 			return nil, err
 		}
 		meshOwner = m.Metadata.MeshOwner
-		if pk := ref.Kind.ParentKind(); pk != "" {
-			p, err := get(tx, appmesh.Ref{Kind: pk, Mesh: ref.Mesh, Name: ref.Parent})
-			if err != nil {
-				return nil, err
-			}
-			if p == nil {
-				return nil, parentNotFound(ref)
-			}
+		if err := checkParent(tx, ref); err != nil {
+			return nil, err
 		}
 		if err := s.checkQuota(tx, ref, spec); err != nil {
 			return nil, err
@@ -571,14 +559,8 @@ func (s *Service) existing(tx store.Reader, ref appmesh.Ref, meshOwner string) (
 	if _, err := s.mesh(tx, ref.Mesh, meshOwner); err != nil {
 		return nil, err
 	}
-	if pk := ref.Kind.ParentKind(); pk != "" {
-		p, err := get(tx, appmesh.Ref{Kind: pk, Mesh: ref.Mesh, Name: ref.Parent})
-		if err != nil {
-			return nil, err
-		}
-		if p == nil {
-			return nil, parentNotFound(ref)
-		}
+	if err := checkParent(tx, ref); err != nil {
+		return nil, err
 	}
 	cur, err := get(tx, ref)
 	if err != nil {
@@ -714,6 +696,23 @@ func notFound(r appmesh.Ref) error {
 		return appmesh.Errorf(appmesh.ErrNotFound, "%s %q not found in %s %q of mesh %q", r.Kind.Words(), r.Name, r.Kind.ParentKind().Words(), r.Parent, r.Mesh)
 	}
 	return appmesh.Errorf(appmesh.ErrNotFound, "%s %q not found in mesh %q", r.Kind.Words(), r.Name, r.Mesh)
+}
+
+// checkParent checks that the router or gateway of a route or gateway route
+// exists; other kinds have no parent.
+func checkParent(tx store.Reader, ref appmesh.Ref) error {
+	pk := ref.Kind.ParentKind()
+	if pk == "" {
+		return nil
+	}
+	p, err := get(tx, appmesh.Ref{Kind: pk, Mesh: ref.Mesh, Name: ref.Parent})
+	if err != nil {
+		return err
+	}
+	if p == nil {
+		return parentNotFound(ref)
+	}
+	return nil
 }
 
 // parentNotFound is the error for a route or gateway route whose router or
