@@ -25,6 +25,9 @@ import (
 const (
 	DefaultMinBackoff = 500 * time.Millisecond
 	DefaultMaxBackoff = 30 * time.Second
+	// DefaultMaxHold bounds how long a configuration that Config.Consistent
+	// refuses is held before it is applied all the same.
+	DefaultMaxHold = 2 * time.Second
 )
 
 // Log keys.
@@ -36,6 +39,7 @@ const (
 	keyRetryIn = "retryIn"
 	keyPath    = "path"
 	keyCount   = "resources"
+	keyHeld    = "held"
 )
 
 // Resources are the resources of one type at one version.
@@ -84,6 +88,20 @@ type Config struct {
 	// ones the client names (a restarted controller with the same world)
 	// rightly sends none.
 	OnConnected func()
+	// Consistent, when set, checks every whole configuration before the
+	// ApplyFunc sees it. An error means the configuration refers to
+	// something that another type's response has not brought yet: a route
+	// to a cluster CDS has not sent, a cluster CDS dropped while a route
+	// still sends to it. The client then holds the response, not yet
+	// acknowledged, and applies it together with the responses that
+	// complete it, in one ApplyFunc call: the ordering and warming Envoy
+	// gets from ADS (CDS, EDS, LDS, RDS), on the client's side, since the
+	// server sends the types of one change in no fixed order. After
+	// MaxHold it applies what it holds all the same (a request to a
+	// missing cluster then gets a 503, as in Envoy).
+	Consistent func(map[string]Resources) error
+	// MaxHold is the longest a response is held (default DefaultMaxHold).
+	MaxHold time.Duration
 }
 
 // Stats count what a Client did.
@@ -96,6 +114,10 @@ type Stats struct {
 	Connects int
 	// Responses counts the responses received and answered.
 	Responses int
+	// Held counts the responses held for a configuration Consistent
+	// refused; Forced counts the configurations applied after MaxHold
+	// although Consistent still refused them.
+	Held, Forced int
 }
 
 // Client is one ADS stream for one node id. See the package doc.
@@ -137,6 +159,9 @@ func New(conn grpc.ClientConnInterface, cfg Config, apply ApplyFunc, log *slog.L
 	}
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = max(DefaultMaxBackoff, cfg.MinBackoff)
+	}
+	if cfg.MaxHold <= 0 {
+		cfg.MaxHold = DefaultMaxHold
 	}
 	cfg.TypeURLs = slices.Clone(cfg.TypeURLs)
 	if log == nil {
@@ -224,19 +249,66 @@ func (c *Client) stream(ctx context.Context) (responded bool, err error) {
 	if c.cfg.OnConnected != nil {
 		c.cfg.OnConnected()
 	}
-	for {
-		resp, err := st.Recv()
-		if err != nil {
-			return responded, fmt.Errorf("receive: %w", err)
-		}
-		responded = true
-		if err := st.Send(c.handle(ctx, resp)); err != nil {
-			return true, fmt.Errorf("send ack: %w", err)
-		}
-		c.mu.Lock()
-		c.stats.Responses++
-		c.mu.Unlock()
+	// Recv runs on a goroutine of its own so that a held response is
+	// released after MaxHold even when nothing else arrives.
+	type received struct {
+		resp *discoveryv3.DiscoveryResponse
+		err  error
 	}
+	recv := make(chan received)
+	done := make(chan struct{})
+	defer func() { cancel(); <-done }()
+	go func() {
+		defer close(done)
+		for {
+			resp, err := st.Recv()
+			select {
+			case recv <- received{resp, err}:
+			case <-sctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	h := &holder{pending: map[string]*discoveryv3.DiscoveryResponse{}}
+	var timer <-chan time.Time
+	for {
+		var acks []*discoveryv3.DiscoveryRequest
+		select {
+		case r := <-recv:
+			if r.err != nil {
+				return responded, fmt.Errorf("receive: %w", r.err)
+			}
+			responded = true
+			acks = c.handle(ctx, h, r.resp)
+			c.mu.Lock()
+			c.stats.Responses++
+			c.mu.Unlock()
+		case <-timer:
+			acks = c.release(ctx, h, true)
+		case <-sctx.Done():
+			return responded, sctx.Err()
+		}
+		for _, a := range acks {
+			if err := st.Send(a); err != nil {
+				return true, fmt.Errorf("send ack: %w", err)
+			}
+		}
+		switch {
+		case len(h.pending) == 0:
+			timer = nil
+		case timer == nil:
+			timer = time.After(c.cfg.MaxHold)
+		}
+	}
+}
+
+// holder holds, for one stream, the responses not applied yet because the
+// configuration they make is not consistent (Config.Consistent).
+type holder struct {
+	pending map[string]*discoveryv3.DiscoveryResponse
 }
 
 func (c *Client) setConnected(v bool) {
@@ -248,60 +320,113 @@ func (c *Client) setConnected(v bool) {
 	c.connected = v
 }
 
-// handle takes one response and returns its ACK or NACK.
-func (c *Client) handle(ctx context.Context, resp *discoveryv3.DiscoveryResponse) *discoveryv3.DiscoveryRequest {
+// handle takes one response and returns the ACKs or NACKs to send: none
+// while it is held, several when it releases held ones.
+func (c *Client) handle(ctx context.Context, h *holder, resp *discoveryv3.DiscoveryResponse) []*discoveryv3.DiscoveryRequest {
 	t := resp.GetTypeUrl()
-	ack := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
 	if !slices.Contains(c.cfg.TypeURLs, t) {
 		c.log.Warn("ignored a type not subscribed to", keyType, t)
-		return ack
+		return []*discoveryv3.DiscoveryRequest{ack(resp, nil)}
 	}
 	c.mu.Lock()
 	cur, have := c.current[t]
-	candidate := maps.Clone(c.current)
 	c.mu.Unlock()
 	if have && cur.Version == resp.GetVersionInfo() {
+		// A held newer version of this type, if any, is withdrawn: the
+		// server went back to what is in force.
+		delete(h.pending, t)
 		c.log.Debug("configuration unchanged", keyType, t, keyVersion, cur.Version)
-		return ack
+		return append(c.release(ctx, h, false), ack(resp, nil))
 	}
-	candidate[t] = Resources{Version: resp.GetVersionInfo(), Items: resp.GetResources()}
+	c.log.Info("configuration received", keyType, t, keyVersion, resp.GetVersionInfo(), keyCount, len(resp.GetResources()))
+	h.pending[t] = resp // supersedes a held response of the same type
+	return c.release(ctx, h, false)
+}
+
+// release applies the held responses with the configuration in force when
+// the result is whole and consistent, or when forced (MaxHold passed), and
+// returns their ACKs (NACKs when the ApplyFunc refused). An incomplete
+// configuration (the first one, before every type arrived) is kept and
+// acknowledged without a call, as before any holding.
+func (c *Client) release(ctx context.Context, h *holder, force bool) []*discoveryv3.DiscoveryRequest {
+	if len(h.pending) == 0 {
+		return nil
+	}
+	current := c.currentCopy()
+	candidate := maps.Clone(current)
+	types := slices.Sorted(maps.Keys(h.pending))
+	for _, t := range types {
+		r := h.pending[t]
+		candidate[t] = Resources{Version: r.GetVersionInfo(), Items: r.GetResources()}
+	}
+	acks := func(err error) []*discoveryv3.DiscoveryRequest {
+		out := make([]*discoveryv3.DiscoveryRequest, 0, len(types))
+		for _, t := range types {
+			out = append(out, ack(h.pending[t], err))
+		}
+		clear(h.pending)
+		return out
+	}
 	complete := c.complete(candidate)
-	if complete {
-		changed := []string{t}
-		if !c.complete(c.currentCopy()) {
-			changed = slices.Clone(c.cfg.TypeURLs) // the first whole configuration
-		}
-		if err := c.apply(ctx, Update{Config: candidate, Changed: changed}); err != nil {
-			c.mu.Lock()
-			c.stats.Rejected++
-			c.mu.Unlock()
-			c.log.Warn("rejected configuration; keeping the last good one", keyType, t, keyVersion, resp.GetVersionInfo(), keyError, err)
-			// The NACK names the rejected version, not the last good one
-			// the protocol suggests: go-control-plane's snapshot cache
-			// answers a request whose version differs from its snapshot's
-			// at once, so naming the last good version would bring the
-			// same configuration straight back, in a loop. This way the
-			// cache waits for the next change; the client keeps applying
-			// the last good configuration either way.
-			return &discoveryv3.DiscoveryRequest{
-				TypeUrl: t, VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce(),
-				ErrorDetail: &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()},
+	if !complete {
+		c.mu.Lock()
+		c.current = candidate
+		c.mu.Unlock()
+		return acks(nil)
+	}
+	if c.cfg.Consistent != nil {
+		if err := c.cfg.Consistent(candidate); err != nil {
+			if !force {
+				c.mu.Lock()
+				c.stats.Held++
+				c.mu.Unlock()
+				c.log.Debug("holding a configuration until the types it refers to arrive", keyHeld, types, keyError, err)
+				return nil
 			}
+			c.mu.Lock()
+			c.stats.Forced++
+			c.mu.Unlock()
+			c.log.Warn("applying a configuration whose references do not resolve: the rest did not arrive in time",
+				keyHeld, types, keyError, err, "maxHold", c.cfg.MaxHold)
 		}
+	}
+	changed := types
+	if !c.complete(current) {
+		changed = slices.Clone(c.cfg.TypeURLs) // the first whole configuration
+	}
+	if err := c.apply(ctx, Update{Config: candidate, Changed: changed}); err != nil {
+		c.mu.Lock()
+		c.stats.Rejected++
+		c.mu.Unlock()
+		c.log.Warn("rejected configuration; keeping the last good one", keyType, types, keyError, err)
+		return acks(err)
 	}
 	c.mu.Lock()
 	c.current = candidate
-	if complete {
-		c.stats.Applied++
-	}
+	c.stats.Applied++
 	c.mu.Unlock()
-	c.log.Info("configuration received", keyType, t, keyVersion, resp.GetVersionInfo(), keyCount, len(resp.GetResources()))
-	if complete && c.cfg.CacheFile != "" {
+	if c.cfg.CacheFile != "" {
 		if err := writeCache(c.cfg.CacheFile, c.cfg.NodeID, candidate); err != nil {
 			c.log.Warn("write cache file", keyPath, c.cfg.CacheFile, keyError, err)
 		}
 	}
-	return ack
+	return acks(nil)
+}
+
+// ack is the ACK of resp, or its NACK with err as detail.
+//
+// A NACK names the rejected version, not the last good one the protocol
+// suggests: go-control-plane's snapshot cache answers a request whose
+// version differs from its snapshot's at once, so naming the last good
+// version would bring the same configuration straight back, in a loop.
+// This way the cache waits for the next change; the client keeps applying
+// the last good configuration either way.
+func ack(resp *discoveryv3.DiscoveryResponse, err error) *discoveryv3.DiscoveryRequest {
+	req := &discoveryv3.DiscoveryRequest{TypeUrl: resp.GetTypeUrl(), VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
+	if err != nil {
+		req.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
+	}
+	return req
 }
 
 func (c *Client) currentCopy() map[string]Resources {

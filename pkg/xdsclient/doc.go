@@ -12,6 +12,12 @@
 // force. A response whose version the client holds already (the controller
 // re-sends everything on a new stream) is acknowledged without a call.
 //
+// Subscribe applies the types of one change together: a response that
+// leaves a reference unresolved (a route to a cluster not sent yet, a
+// cluster dropped while a route still uses it) is held, unacknowledged,
+// until the responses that complete it arrive, for Config.MaxHold at most
+// (Config.Consistent, ProxyResources.Dangling).
+//
 // # Static stability
 //
 // The client keeps serving its last good configuration while the

@@ -46,7 +46,9 @@ type ProxyResources struct {
 // Subscribe returns a Client for the Envoy configuration of one virtual
 // node or gateway (cfg.NodeID, its ARN path) that calls apply with the
 // whole, typed configuration at each change; cfg.TypeURLs is set to
-// ProxyTypeURLs. The node proxy runs one per virtual node it hosts:
+// ProxyTypeURLs, and cfg.Consistent, when nil, to a check that every
+// reference resolves (ProxyResources.Dangling), so that the types of one
+// change are applied together. The node proxy runs one per virtual node it hosts:
 //
 //	c, err := xdsclient.Subscribe(conn, xdsclient.Config{NodeID: id, CacheFile: f},
 //		func(_ context.Context, r xdsclient.ProxyResources) error {
@@ -55,6 +57,9 @@ type ProxyResources struct {
 //		}, log)
 func Subscribe(conn grpc.ClientConnInterface, cfg Config, apply func(context.Context, ProxyResources) error, log *slog.Logger) (*Client, error) {
 	cfg.TypeURLs = ProxyTypeURLs()
+	if cfg.Consistent == nil {
+		cfg.Consistent = proxyConsistent
+	}
 	return New(conn, cfg, func(ctx context.Context, u Update) error {
 		r, err := DecodeProxy(u)
 		if err != nil {
