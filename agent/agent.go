@@ -39,6 +39,9 @@ const (
 	keyAddr      = "addr"
 	keyRetryIn   = "retryIn"
 	keyServer    = "server"
+	keySysctl    = "sysctl"
+	keyValue     = "value"
+	keyWas       = "was"
 )
 
 // Datapath is what the agent needs of the datapath loader

@@ -74,6 +74,10 @@ type Config struct {
 	Telemetry TelemetryConfig `json:"telemetry"`
 	// Accelerate turns on same-node sk_msg acceleration (off by default).
 	Accelerate bool `json:"accelerate"`
+	// KeepNodeSysctls leaves the node's network settings alone. By default
+	// the agent sets net.ipv4.tcp_migrate_req=1 at start (SetNodeSysctls),
+	// so that a proxy hand-over resets no queued connection.
+	KeepNodeSysctls bool `json:"keepNodeSysctls"`
 	// Workloads are the VM workloads: cgroups (systemd services, say) joined
 	// to virtual nodes by this file. They win over the state file's
 	// workloads of the same cgroup.

@@ -48,8 +48,9 @@ func DatapathConfig(cfg Config) (datapath.Config, error) {
 	return dc, nil
 }
 
-// NewDefault builds the agent with its real collaborators: it mounts bpffs
-// if needed (MountBPFFS), loads or adopts the datapath (NewDatapath), and
+// NewDefault builds the agent with its real collaborators: it makes the
+// node's network settings (SetNodeSysctls, unless cfg.KeepNodeSysctls),
+// mounts bpffs if needed (MountBPFFS), loads or adopts the datapath (NewDatapath), and
 // creates the DNS responder (NewDNS). cfg should have been through
 // SetDefaults.
 func NewDefault(cfg Config, log *slog.Logger) (*Agent, error) {
@@ -59,6 +60,9 @@ func NewDefault(cfg Config, log *slog.Logger) (*Agent, error) {
 	cfg.setConstDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	if !cfg.KeepNodeSysctls {
+		SetNodeSysctls("/proc/sys", log)
 	}
 	if err := MountBPFFS(cfg.PinPath, log); err != nil {
 		return nil, err
