@@ -63,7 +63,7 @@ type samples struct {
 // one mesh of simulated nodes (see doc.go): their resources applied with
 // weftctl (Kubernetes form) or the App Mesh REST API (S9), real servers in
 // pods, and real clients (net/http, raw TCP) in pods or outside the mesh.
-// S1, S3 and S4 are TestMesh's; S6 is TestMTLS's.
+// S1, S3 and S4 are TestMesh's; S6 (mTLS) has a test of its own.
 func TestSamples(t *testing.T) {
 	testutil.RequirePrivileged(t)
 	testutil.SkipOnOldKernel(t, "6.6", "cgroup sock_addr links, bpf_set_retval, tcx")
