@@ -298,7 +298,7 @@ func (t *tour) grpcRetry() {
 			t.tb.Fatalf("call %s: %s after %d attempts and %v retries, want %s after %d", c.call, res.Code, len(seen), retries, c.wantCode, want)
 		}
 	}
-	t.okf("the proxy read grpc-status UNAVAILABLE from the trailers and retried: 2 failures were hidden, the 4th attempt was the last")
+	t.okf("the proxy read grpc-status UNAVAILABLE and retried: 2 failures never reached the client; after 5 it gave up at the 4th attempt (maxRetries 3)")
 }
 
 func (t *tour) dropAll() {
