@@ -6,7 +6,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -57,6 +56,9 @@ type samples struct {
 	ext                      *netsim.Node
 	caFile                   string
 	gateway                  *meshbed.Process
+	// slow gets the result of S8's long request, started at slowStart.
+	slow      <-chan meshbed.HTTPResult
+	slowStart time.Time
 }
 
 // TestSamples runs appmesh-model.md §16 samples S2, S5, S7, S8 and S9 on
@@ -72,22 +74,22 @@ func TestSamples(t *testing.T) {
 
 	// S8's long request runs beside the other checks.
 	slow := make(chan meshbed.HTTPResult, 1)
+	s.slow, s.slowStart = slow, time.Now()
 	go func() {
 		var res meshbed.HTTPResult
-		if err := s.Client.Run(context.Background(), s.front, &res, "http-call", "-timeout", "45s",
+		if err := s.Client.Run(t.Context(), s.front, &res, "http-call", "-timeout", "45s",
 			fmt.Sprintf("%s:8080/slow?for=%s", inventoryURL, slowFor)); err != nil {
 			res.Error = err.Error()
 		}
 		slow <- res
 	}()
-	slowStart := time.Now()
 
 	// S9 first: it creates route canary, which S5's /status and /api/ lead to.
 	t.Run("S9", s.s9)
 	t.Run("S2", s.s2)
 	t.Run("S5", s.s5)
 	t.Run("S7", s.s7)
-	t.Run("S8", func(t *testing.T) { s.s8(t, slow, slowStart) })
+	t.Run("S8", s.s8)
 	t.Logf("the checks took %v", time.Since(begin).Round(time.Millisecond))
 }
 
@@ -474,7 +476,7 @@ func (s *samples) s7(t *testing.T) {
 // inventory_shop) on two listeners with separate route tables, outlier
 // detection ejecting inventory-2 (500 on every request), the long request
 // started by TestSamples, and the rejection of a route without its ports.
-func (s *samples) s8(t *testing.T, slow <-chan meshbed.HTTPResult, slowStart time.Time) {
+func (s *samples) s8(t *testing.T) {
 	// Two listeners, two route tables: REST on 8080 (HTTP/1.1 to the pods'
 	// 8080), h2c on 9090 (HTTP/2 to their 9090).
 	for _, tc := range []struct {
@@ -540,8 +542,8 @@ func (s *samples) s8(t *testing.T, slow <-chan meshbed.HTTPResult, slowStart tim
 	}
 
 	// The long request, started with the test.
-	res := <-slow
-	took := time.Since(slowStart)
+	res := <-s.slow
+	took := time.Since(s.slowStart)
 	t.Logf("GET /slow?for=%v on inventory:8080: %d %q after %s (the client: %s)", slowFor, res.Code, res.Body, took.Round(time.Millisecond), res.Elapsed)
 	if res.Code != http.StatusOK || !strings.HasPrefix(res.Body, "inventory-") {
 		t.Errorf("the %v request: %d %q %s; want 200 (route and listener allow 60 s)", slowFor, res.Code, res.Body, res.Error)

@@ -257,8 +257,10 @@ func TLSServer(args []string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
-			TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}}
+		srv := &http.Server{
+			Handler: h, ReadHeaderTimeout: 10 * time.Second,
+			TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
+		}
 		srvs = append(srvs, srv)
 		addrs = append(addrs, ln.Addr().String())
 		go func() { errc <- srv.ServeTLS(ln, "", "") }()
