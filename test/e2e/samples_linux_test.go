@@ -56,6 +56,7 @@ type samples struct {
 	ext                      *netsim.Node
 	caFile                   string
 	gateway                  *meshbed.Process
+	dns                      *netsim.Process // the external DNS server
 	// slow gets the result of S8's long request, started at slowStart.
 	slow      <-chan meshbed.HTTPResult
 	slowStart time.Time
@@ -114,7 +115,7 @@ func setUpSamples(t *testing.T) *samples {
 	s.StartServer(extWL, "tls-server", "-name", "httpbin", "-listen", ":443", "-listen", ":8443",
 		"-cert", filepath.Join(s.Dir, "httpbin.pem"), "-key", filepath.Join(s.Dir, "httpbin-key.pem"))
 	dnsWL := s.ext.AddWorkload("dns", netsim.WorkloadOptions{HostNetwork: true})
-	s.StartServer(dnsWL, "dns-server", "-listen", netip.AddrPortFrom(s.ext.Addr, 53).String(), "-record", extHost+"="+s.ext.Addr.String())
+	s.dns = s.StartServer(dnsWL, "dns-server", "-listen", netip.AddrPortFrom(s.ext.Addr, 53).String(), "-record", extHost+"="+s.ext.Addr.String())
 	s.DNSServers = []string{s.ext.Addr.String()}
 
 	s.StartController(0)
@@ -424,6 +425,10 @@ func (s *samples) s7(t *testing.T) {
 		d(pm, pa, "weft_proxy_tcp_connections_total", "node", workerID))
 	if res.Body != "httpbin" || res.Seen[meshbed.HeaderPort] != "443" {
 		t.Errorf("worker got %q from port %q; want httpbin's answer on 443", res.Body, res.Seen[meshbed.HeaderPort])
+	}
+	// The controller found the address through the test's DNS server.
+	if q := "query " + extHost + ". A"; !strings.Contains(string(s.dns.Stdout()), q) {
+		t.Errorf("the test's DNS server got no %q; it printed:\n%s", q, s.dns.Stdout())
 	}
 	if d(am, aa, "weft_agent_decisions_total", "decision", "balanced_l4") < 1 && d(pm, pa, "weft_proxy_tcp_connections_total", "node", workerID) < 1 {
 		t.Error("neither the kernel's L4 path nor the proxy's TCP proxy counted worker's connection")
