@@ -84,9 +84,11 @@
 //     host-network workload of its own, started with -gateway
 //     mesh/demo/virtualGateway/ingress-gw_shop and no node state (as a
 //     gateway deployment would run), whose listener binds node-a's :8088;
-//   - node-b runs blue, green and two pods of inventory_shop, each serving
-//     REST on 8080 and h2c on 9090 (program app-server); inventory-2
-//     answers 500 to everything but /healthz and /slow;
+//   - node-b runs blue, green and three pods of inventory_shop, each
+//     serving REST on 8080 and h2c on 9090 (program app-server), registered
+//     with Cloud Map attributes version=v1 (inventory-1, inventory-2) or
+//     version=v2 (inventory-3); inventory-2 answers 500 to everything but
+//     /healthz and /slow;
 //   - node ext (10.220.0.4, no agent) is the external host of S7: an HTTPS
 //     server on 443 and 8443 with a certificate for httpbin.weft-e2e.test
 //     (a CA the test makes), and a DNS server that resolves that name to
@@ -129,7 +131,9 @@
 //     the two routes; 40 requests one at a time to 8080 get inventory-2's
 //     500 five times (at most ten, see below), then it is ejected
 //     (weft_proxy_outlier_ejections_total moves) and the next 50 requests
-//     all reach inventory-1; applying S8 without match.port, or without
+//     all reach inventory-1; inventory-3 (version=v2) answers none of the
+//     90 (the node's awsCloudMap selects version=v1); applying S8 without
+//     match.port, or without
 //     weightedTargets[].port, is rejected by weftctl (nothing applied);
 //     a request of 16 s (longer than Envoy's default 15 s route timeout,
 //     within the route's 60 s) answers 200. It runs beside the other
@@ -143,12 +147,12 @@
 //     reachable from the tests. For the same reason `*.amazonaws.com:443`
 //     (allowed under DROP_ALL in App Mesh) is not checked; weft does not
 //     allow it yet (docs/xds.md, "Not done").
-//   - S8's Cloud Map discovery: weft has no Cloud Map; the endpoints of a
-//     node with serviceDiscovery.awsCloudMap are its registered pods (the
-//     OSS option the sample allows). The attribute filter (version=v1) is
-//     not modelled: a pod is inventory's because its agent registers it as
-//     inventory_shop. The ejection time (30 s × ejections) and the 50 %
-//     cap are not waited for; the cluster manager's unit tests cover them.
+//   - S8's Cloud Map discovery: weft has no Cloud Map service; the
+//     instances of a node with serviceDiscovery.awsCloudMap are the pods
+//     registered as that node (the OSS option the sample allows), with the
+//     attributes their agent registers (docs/xds.md). The ejection time
+//     (30 s × ejections) and the 50 % cap are not waited for; the cluster
+//     manager's unit tests cover them.
 //
 // The mesh itself (the nodes, the weft processes and their configurations,
 // the workload programs, metric scraping, weftctl) is package test/meshbed,

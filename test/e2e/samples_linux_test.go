@@ -53,6 +53,7 @@ type samples struct {
 	front, worker            *netsim.Workload
 	blue, green              *netsim.Workload
 	inventoryOK, inventoryKO *netsim.Workload
+	inventoryV2              *netsim.Workload // version=v2: not an instance S8 selects
 	ext                      *netsim.Node
 	caFile                   string
 	gateway                  *meshbed.Process
@@ -106,8 +107,10 @@ func setUpSamples(t *testing.T) *samples {
 	s.worker = s.AddPod(s.A, "worker", "locked", "worker_locked")
 	s.blue = s.AddPod(s.B, "blue", meshName, "blue_shop", 8080)
 	s.green = s.AddPod(s.B, "green", meshName, "green_shop", 8080)
-	s.inventoryOK = s.AddPod(s.B, "inventory-1", meshName, "inventory_shop", 8080, 9090)
-	s.inventoryKO = s.AddPod(s.B, "inventory-2", meshName, "inventory_shop", 8080, 9090)
+	v1, v2 := map[string]string{"version": "v1"}, map[string]string{"version": "v2"}
+	s.inventoryOK = s.AddPodAttrs(s.B, "inventory-1", meshName, "inventory_shop", v1, 8080, 9090)
+	s.inventoryKO = s.AddPodAttrs(s.B, "inventory-2", meshName, "inventory_shop", v1, 8080, 9090)
+	s.inventoryV2 = s.AddPodAttrs(s.B, "inventory-3", meshName, "inventory_shop", v2, 8080, 9090)
 
 	s.ext = s.Net.AddNode("ext")
 	s.caFile = s.writeCerts(t)
@@ -125,6 +128,7 @@ func setUpSamples(t *testing.T) *samples {
 	s.StartServer(s.green, "color-server", "-name", "green")
 	s.StartServer(s.inventoryOK, "app-server", "-name", "inventory-1")
 	s.StartServer(s.inventoryKO, "app-server", "-name", "inventory-2", "-fail-status", "500")
+	s.StartServer(s.inventoryV2, "app-server", "-name", "inventory-3")
 	s.StartNodes()
 	s.gateway = s.StartGateway(s.A, gatewayID)
 
@@ -477,10 +481,11 @@ func (s *samples) s7(t *testing.T) {
 	}
 }
 
-// s8: inventory (Cloud Map discovery, served by the pods registered as
-// inventory_shop) on two listeners with separate route tables, outlier
-// detection ejecting inventory-2 (500 on every request), the long request
-// started by TestSamples, and the rejection of a route without its ports.
+// s8: inventory (Cloud Map discovery: the pods registered as
+// inventory_shop with version=v1; inventory-3 has version=v2) on two
+// listeners with separate route tables, outlier detection ejecting
+// inventory-2 (500 on every request), the long request started by
+// TestSamples, and the rejection of a route without its ports.
 func (s *samples) s8(t *testing.T) {
 	// Two listeners, two route tables: REST on 8080 (HTTP/1.1 to the pods'
 	// 8080), h2c on 9090 (HTTP/2 to their 9090).
@@ -519,6 +524,11 @@ func (s *samples) s8(t *testing.T) {
 	}
 	if second.Counts["inventory-1"] != 50 {
 		t.Errorf("after the ejection: %v %v (%s); want all 50 from inventory-1", second.Counts, second.Codes, second.FirstError)
+	}
+	// Cloud Map: inventory-3 is registered as inventory_shop with
+	// version=v2; the node selects version=v1.
+	if n := first.Counts["inventory-3"] + second.Counts["inventory-3"]; n != 0 {
+		t.Errorf("inventory-3 (version=v2) answered %d requests; the node's attributes select version=v1 only", n)
 	}
 	if ej < 1 {
 		t.Errorf("weft_proxy_outlier_ejections_total moved by %v", ej)

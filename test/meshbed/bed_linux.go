@@ -138,6 +138,8 @@ type Pod struct {
 	Mesh        string
 	VirtualNode string
 	Ports       []uint32
+	// Attributes are registered with it (its Cloud Map attributes).
+	Attributes map[string]string
 }
 
 // New builds the simulated network of the mesh with bins: nodes node-a,
@@ -197,8 +199,15 @@ func (b *Bed) newNode(node *netsim.Node) *Node {
 // mn. Add every pod before StartNodes.
 func (b *Bed) AddPod(mn *Node, name, mesh, vn string, ports ...uint32) *netsim.Workload {
 	b.TB.Helper()
+	return b.AddPodAttrs(mn, name, mesh, vn, nil, ports...)
+}
+
+// AddPodAttrs is AddPod for a pod registered with Cloud Map attributes
+// (the agent's workloads[].attributes).
+func (b *Bed) AddPodAttrs(mn *Node, name, mesh, vn string, attrs map[string]string, ports ...uint32) *netsim.Workload {
+	b.TB.Helper()
 	pod := mn.Node.AddWorkload(name, netsim.WorkloadOptions{})
-	p := Pod{WL: pod, Mesh: mesh, VirtualNode: vn}
+	p := Pod{WL: pod, Mesh: mesh, VirtualNode: vn, Attributes: attrs}
 	for _, port := range ports {
 		if port != 0 {
 			p.Ports = append(p.Ports, port)
@@ -403,7 +412,7 @@ func (mn *Node) AgentConfig(tb testing.TB, xds netip.AddrPort, tokenFile string)
 	for _, p := range mn.Pods {
 		cfg.Workloads = append(cfg.Workloads, agent.VMWorkload{
 			CgroupPath: RelCgroup(tb, p.WL), Mesh: p.Mesh, VirtualNode: p.VirtualNode,
-			ListenerPorts: p.Ports, Addresses: []string{p.WL.Addr.String()},
+			ListenerPorts: p.Ports, Addresses: []string{p.WL.Addr.String()}, Attributes: p.Attributes,
 		})
 	}
 	return cfg
