@@ -100,10 +100,12 @@
 // in this order (S5 needs S9's route):
 //
 //  1. S9: route canary in its raw API form (pkg/manifest samples/api/s9.yaml)
-//     through the REST API: CreateRoute answers version 1, ACTIVE and the
-//     ARN …:mesh/demo/virtualRouter/color_shop/route/canary; the same
-//     create again is idempotent; the client token with another body is
-//     409 ConflictException; an update of the spec makes version 2;
+//     through the REST API: a CreateRoute naming a node that does not
+//     exist is refused (404 NotFoundException, no route); CreateRoute
+//     answers version 1, ACTIVE and the ARN
+//     …:mesh/demo/virtualRouter/color_shop/route/canary; the same create
+//     again is idempotent; the client token with another body is 409
+//     ConflictException; an update of the spec makes version 2;
 //     DeleteVirtualNode blue_shop is 409 ResourceInUseException; 1000
 //     requests from front split 90/10 within five standard deviations.
 //  2. S2: front calls color-headers with each variant of the sample's

@@ -169,7 +169,7 @@ func (s *samples) connect(t *testing.T, w *netsim.Workload, addr string) meshbed
 }
 
 // s9: route canary of S1 in its raw API form (samples/api/s9.yaml) through
-// the REST API: version 1, ACTIVE, its ARN; the same create again is
+// the REST API: refused while a target node does not exist; version 1, ACTIVE, its ARN; the same create again is
 // idempotent, the token with another body a conflict; an update makes
 // version 2 (and the original spec back version 3); blue_shop cannot be deleted while the route names it; and
 // front gets the 90/10 split.
@@ -192,6 +192,21 @@ func (s *samples) s9(t *testing.T) {
 		b, _ := json.Marshal(map[string]any{"routeName": in.RouteName, "spec": spec, "clientToken": token})
 		return b
 	}
+	// The create is accepted only when its nodes exist.
+	missing, _ := json.Marshal(map[string]any{
+		"routeName": "canary-missing", "clientToken": "s9-missing",
+		"spec": json.RawMessage(strings.Replace(string(in.Spec), `"green_shop"`, `"missing_shop"`, 1)),
+	})
+	if !strings.Contains(string(in.Spec), `"green_shop"`) {
+		t.Fatalf("spec %s names no green_shop", in.Spec)
+	}
+	code, errType := s.api(t, http.MethodPut, coll, missing, nil)
+	describe, _ := s.api(t, http.MethodGet, coll+"/canary-missing", nil, nil)
+	t.Logf("CreateRoute naming missing_shop: %d %s; DescribeRoute then: %d", code, errType, describe)
+	if code < 400 || code > 499 || describe != http.StatusNotFound {
+		t.Errorf("CreateRoute naming a node that does not exist: %d %s, then DescribeRoute %d; want a 4xx and no route", code, errType, describe)
+	}
+
 	type routeData struct {
 		Metadata struct {
 			Arn     string `json:"arn"`
@@ -203,7 +218,7 @@ func (s *samples) s9(t *testing.T) {
 		RouteName string `json:"routeName"`
 	}
 	var created, again routeData
-	code, errType := s.api(t, http.MethodPut, coll, body(in.Spec, "s9-canary"), &created)
+	code, errType = s.api(t, http.MethodPut, coll, body(in.Spec, "s9-canary"), &created)
 	t.Logf("CreateRoute %s: %d, arn %s, version %d, status %s", in.RouteName, code, created.Metadata.Arn, created.Metadata.Version, created.Status.Status)
 	wantARN := "mesh/demo/virtualRouter/color_shop/route/canary"
 	if code != http.StatusOK || created.Metadata.Version != 1 || created.Status.Status != "ACTIVE" ||
