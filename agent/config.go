@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -20,6 +21,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/weft-mesh/weft/pkg/appmesh"
 )
 
 // Defaults of Config.
@@ -159,6 +162,11 @@ type VMWorkload struct {
 	// as its endpoint addresses instead of XDS.NodeAddress: a workload with
 	// a network of its own (a pod's network namespace, say).
 	Addresses []string `json:"addresses,omitempty"`
+	// Attributes are registered with the workload: its Cloud Map
+	// attributes (a virtual node whose serviceDiscovery.awsCloudMap lists
+	// attributes takes only the workloads that carry all of them), as the
+	// labels of a pod would be.
+	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
 // Duration is a time.Duration written as a string ("10s") in the file.
@@ -369,6 +377,11 @@ func (c Config) Validate() error {
 		for _, a := range w.Addresses {
 			if ip, err := netip.ParseAddr(a); err != nil || ip.IsUnspecified() {
 				add("%s.addresses: want the workload's IP address, got %q", name, a)
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(w.Attributes)) {
+			if err := appmesh.CheckCloudMapAttribute(k, w.Attributes[k]); err != nil {
+				add("%s.attributes[%q]: %v", name, k, err)
 			}
 		}
 	}

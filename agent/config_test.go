@@ -91,7 +91,7 @@ func TestConfigValidate(t *testing.T) {
 		Telemetry:     TelemetryConfig{Interval: -1, MaxLabelSets: -1, MaxConnections: -1},
 		Workloads: []VMWorkload{
 			{CgroupPath: "../escape", VirtualNode: "v"},
-			{CgroupPath: "a/b", Mesh: "m", VirtualNode: "v", ListenerPorts: []uint32{0, 70000}},
+			{CgroupPath: "a/b", Mesh: "m", VirtualNode: "v", ListenerPorts: []uint32{0, 70000}, Attributes: map[string]string{"has space": "x", "ok": ""}},
 			{CgroupPath: "a/./b/", Mesh: "m"},
 		},
 	}
@@ -117,6 +117,8 @@ func TestConfigValidate(t *testing.T) {
 		"workloads[0].mesh: is required",
 		"workloads[1].listenerPorts: 0 is not a port",
 		"workloads[1].listenerPorts: 70000 is not a port",
+		`workloads[1].attributes["has space"]: key: must match`,
+		`workloads[1].attributes["ok"]: value: must be 1 to 1024 characters`,
 		"workloads[2].cgroupPath: a/./b/ is also workloads[1]",
 		"workloads[2].virtualNode: is required",
 	} {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"path"
 	"path/filepath"
@@ -144,6 +145,6 @@ func equalWorkloads(a, b []Workload) bool {
 	return slices.EqualFunc(a, b, func(x, y Workload) bool {
 		return x.ID == y.ID && x.CgroupPath == y.CgroupPath && x.CgroupID == y.CgroupID &&
 			x.Mesh == y.Mesh && x.VirtualNode == y.VirtualNode && slices.Equal(x.ListenerPorts, y.ListenerPorts) &&
-			slices.Equal(x.Addresses, y.Addresses)
+			slices.Equal(x.Addresses, y.Addresses) && maps.Equal(x.Attributes, y.Attributes)
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"path/filepath"
 	"slices"
@@ -29,6 +30,8 @@ type Workload struct {
 	// Addresses are the workload's own IP addresses, when it has a network
 	// of its own; empty means the node's address (xds.nodeAddress).
 	Addresses []string `json:"addresses,omitempty"`
+	// Attributes are its Cloud Map attributes, registered with it.
+	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
 // WorkloadSource discovers the workloads of this node. The agent polls it
@@ -75,6 +78,7 @@ func (s *VMSource) Workloads(context.Context) ([]Workload, error) {
 			VirtualNode:   w.VirtualNode,
 			ListenerPorts: slices.Clone(w.ListenerPorts),
 			Addresses:     slices.Clone(w.Addresses),
+			Attributes:    maps.Clone(w.Attributes),
 		})
 	}
 	return out, nil

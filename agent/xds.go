@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -148,7 +149,7 @@ func (a *Agent) instances() ([]*nodeapiv1.Instance, bool) {
 		}
 		in := &nodeapiv1.Instance{
 			Id: id, CgroupPath: w.CgroupPath, Mesh: w.Mesh, VirtualNode: w.VirtualNode,
-			Ports: slices.Clone(w.ListenerPorts), Healthy: true,
+			Ports: slices.Clone(w.ListenerPorts), Healthy: true, Attributes: maps.Clone(w.Attributes),
 		}
 		switch {
 		case len(w.Addresses) > 0:

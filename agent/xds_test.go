@@ -97,7 +97,7 @@ func TestAgentXDSSource(t *testing.T) {
 		Workloads: []VMWorkload{
 			{CgroupPath: "system.slice/orders.service", Mesh: "demo", VirtualNode: "front", ListenerPorts: []uint32{80}},
 			// A pod: registered at its own address, not the node's.
-			{CgroupPath: "kubepods/web", Mesh: "demo", VirtualNode: "web", ListenerPorts: []uint32{8080}, Addresses: []string{"10.1.0.7"}},
+			{CgroupPath: "kubepods/web", Mesh: "demo", VirtualNode: "web", ListenerPorts: []uint32{8080}, Addresses: []string{"10.1.0.7"}, Attributes: map[string]string{"version": "v1"}},
 		},
 	}
 	h := startAgent(t, cfg)
@@ -120,7 +120,7 @@ func TestAgentXDSSource(t *testing.T) {
 			}
 		}
 		eps, managed := ctrl.Registry().View().Endpoints(translate.NodeKey{Mesh: "demo", Name: "web"})
-		if !managed || len(eps) != 1 || eps[0].Address.String() != "10.1.0.7" || eps[0].Port != 8080 {
+		if !managed || len(eps) != 1 || eps[0].Address.String() != "10.1.0.7" || eps[0].Port != 8080 || eps[0].Attributes["version"] != "v1" {
 			return fmt.Errorf("endpoints of web: %v (managed %v)", eps, managed)
 		}
 		return nil

@@ -68,6 +68,9 @@ type DNSConfig struct {
 	Interval *Duration `json:"interval"`
 	// Timeout bounds one lookup. Default: the interval, at most 5s.
 	Timeout Duration `json:"timeout"`
+	// Servers are the nameservers asked ("10.0.0.2" or "10.0.0.2:5353"),
+	// in order, instead of those of /etc/resolv.conf. Empty: the system's.
+	Servers []string `json:"servers,omitempty"`
 	// Resolver replaces the system resolver (tests); not in the file.
 	Resolver dnsdisco.Resolver `json:"-"`
 }
@@ -147,6 +150,11 @@ func (c Config) Validate() error {
 	}
 	if c.DNS.Timeout < 0 {
 		errs = append(errs, errors.New("dns.timeout: must not be negative"))
+	}
+	for i, s := range c.DNS.Servers {
+		if _, err := dnsdisco.ParseServer(s); err != nil {
+			errs = append(errs, fmt.Errorf("dns.servers[%d]: %w", i, err))
+		}
 	}
 	a := c.Auth
 	if (a.TLSCertFile == "") != (a.TLSKeyFile == "") {

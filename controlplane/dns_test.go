@@ -110,4 +110,9 @@ func TestDNSConfig(t *testing.T) {
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "dns.interval") {
 		t.Errorf("a negative interval: %v", err)
 	}
+	cfg.DNS.Interval = nil
+	cfg.DNS.Servers = []string{"10.0.0.2", "dns.example"}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "dns.servers[1]") {
+		t.Errorf("a server that is not an address: %v", err)
+	}
 }

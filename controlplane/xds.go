@@ -6,7 +6,9 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/weft-mesh/weft/controlplane/dnsdisco"
@@ -64,6 +66,17 @@ func (c *Controller) newXDS(ctx context.Context, tokens []string, tlsCfg *tls.Co
 	}
 	if i := c.cfg.DNS.Interval; i == nil || *i > 0 {
 		dcfg := dnsdisco.Config{Timeout: time.Duration(c.cfg.DNS.Timeout), Resolver: c.cfg.DNS.Resolver}
+		if dcfg.Resolver == nil && len(c.cfg.DNS.Servers) > 0 {
+			servers := make([]netip.AddrPort, len(c.cfg.DNS.Servers))
+			for i, s := range c.cfg.DNS.Servers {
+				if servers[i], err = dnsdisco.ParseServer(s); err != nil {
+					return fmt.Errorf("dns.servers[%d]: %w", i, err)
+				}
+			}
+			if dcfg.Resolver, err = dnsdisco.ServerResolver(servers); err != nil {
+				return err
+			}
+		}
 		if i != nil {
 			dcfg.Interval = time.Duration(*i)
 		}

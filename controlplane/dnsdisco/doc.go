@@ -34,7 +34,8 @@
 //
 // Lookups go through Config.Resolver; the default is net.Resolver with
 // PreferGo, whose lookups end with their context (a cgo lookup cannot be
-// cancelled). Each lookup has Config.Timeout (default: the interval, at most
+// cancelled). ServerResolver is that resolver asking given nameservers
+// instead of /etc/resolv.conf's (the controller's dns.servers). Each lookup has Config.Timeout (default: the interval, at most
 // 5 s); lookups of distinct hostnames run concurrently (at most 16 at once),
 // a hostname shared by several nodes is looked up once per round.
 package dnsdisco

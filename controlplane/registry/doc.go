@@ -4,9 +4,10 @@
 // instances that node agents report, each node's set held under a lease.
 //
 // An agent registers the whole set of instances of its node (mesh, virtual
-// node, cgroup path, addresses, ports, health) with Register, over the
-// gRPC service weft.nodeapi.v1.Registry that Service implements, and sends
-// the same set again every third of the lease (Config.TTL, default 30 s).
+// node, cgroup path, addresses, ports, health, Cloud Map attributes) with
+// Register, over the gRPC service weft.nodeapi.v1.Registry that Service
+// implements, and sends the same set again every third of the lease
+// (Config.TTL, default 30 s).
 // A node whose lease lapses is dropped with all its instances: its
 // endpoints leave every load assignment and L4 backend list, and its
 // NodeState is no longer computed. Deregister drops a node at once.

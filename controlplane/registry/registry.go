@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"path"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/weft-mesh/weft/controlplane/xds/translate"
+	"github.com/weft-mesh/weft/pkg/appmesh"
 )
 
 // DefaultTTL is the lease of a registration when Config.TTL is not set.
@@ -61,6 +63,8 @@ type Instance struct {
 	// Ports are the ports it serves its virtual node's listeners on.
 	Ports   []uint32
 	Healthy bool
+	// Attributes are its Cloud Map attributes (translate.Endpoint's).
+	Attributes map[string]string
 }
 
 type lease struct {
@@ -218,7 +222,7 @@ func (r *Registry) View() *View {
 			k := translate.NodeKey{Mesh: in.Mesh, Name: in.VirtualNode}
 			for _, a := range in.Addresses {
 				for _, p := range in.Ports {
-					v.endpoints[k] = append(v.endpoints[k], translate.Endpoint{Address: a, Port: p, Node: node, Healthy: in.Healthy})
+					v.endpoints[k] = append(v.endpoints[k], translate.Endpoint{Address: a, Port: p, Node: node, Healthy: in.Healthy, Attributes: in.Attributes})
 				}
 			}
 		}
@@ -310,9 +314,18 @@ func normalize(node string, instances []Instance) ([]Instance, error) {
 		}
 		slices.Sort(ports)
 		ports = slices.Compact(ports)
+		for _, k := range slices.Sorted(maps.Keys(in.Attributes)) {
+			if err := appmesh.CheckCloudMapAttribute(k, in.Attributes[k]); err != nil {
+				errs = append(errs, fmt.Errorf("%s: attribute %q: %w", name, k, err))
+			}
+		}
+		var attrs map[string]string
+		if len(in.Attributes) > 0 {
+			attrs = maps.Clone(in.Attributes)
+		}
 		out = append(out, Instance{
 			ID: in.ID, CgroupPath: p, Mesh: in.Mesh, VirtualNode: in.VirtualNode,
-			Addresses: addrs, Ports: ports, Healthy: in.Healthy,
+			Addresses: addrs, Ports: ports, Healthy: in.Healthy, Attributes: attrs,
 		})
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -324,5 +337,6 @@ func normalize(node string, instances []Instance) ([]Instance, error) {
 
 func equalInstance(a, b Instance) bool {
 	return a.ID == b.ID && a.CgroupPath == b.CgroupPath && a.Mesh == b.Mesh && a.VirtualNode == b.VirtualNode &&
-		a.Healthy == b.Healthy && slices.Equal(a.Addresses, b.Addresses) && slices.Equal(a.Ports, b.Ports)
+		a.Healthy == b.Healthy && slices.Equal(a.Addresses, b.Addresses) && slices.Equal(a.Ports, b.Ports) &&
+		maps.Equal(a.Attributes, b.Attributes)
 }

@@ -127,12 +127,13 @@ func TestRegisterRefusesBadInstances(t *testing.T) {
 		{CgroupPath: "a", Mesh: "", VirtualNode: "web", Ports: []uint32{0}},
 		{ID: 3, CgroupPath: "b", Mesh: "demo", VirtualNode: "web", Addresses: []netip.Addr{{}}},
 		{ID: 3, CgroupPath: "b/", Mesh: "demo", VirtualNode: "web"},
+		{CgroupPath: "c", Mesh: "demo", VirtualNode: "web", Attributes: map[string]string{"version": ""}},
 	}
 	err := r.Register("node-a", bad)
 	if err == nil {
 		t.Fatal("bad instances were registered")
 	}
-	for _, want := range []string{"instances[0]: cgroupPath: is required", "instances[1]", "instances[2]: mesh", "instances[2]: port 0", "instances[3]: address", "instances[4]: cgroupPath \"b\": registered twice", "id 3"} {
+	for _, want := range []string{"instances[0]: cgroupPath: is required", "instances[1]", "instances[2]: mesh", "instances[2]: port 0", "instances[3]: address", "instances[4]: cgroupPath \"b\": registered twice", "id 3", "instances[5]: attribute \"version\": value"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
@@ -161,6 +162,24 @@ func TestService(t *testing.T) {
 	}
 	if eps, _ := r.View().Endpoints(translate.NodeKey{Mesh: "demo", Name: "web"}); len(eps) != 2 {
 		t.Errorf("endpoints: %v", eps)
+	}
+	// Attributes travel to the endpoints; a change of them alone is a
+	// change, the same ones again are not.
+	for i, tc := range []struct {
+		version     string
+		wantChanged bool
+	}{{"v1", true}, {"v2", true}, {"v2", false}} {
+		changed(r)
+		if _, err := s.Register(ctx, &nodeapiv1.RegisterRequest{Node: "node-a", Instances: []*nodeapiv1.Instance{{
+			Id: 1, CgroupPath: "system.slice/web.service", Mesh: "demo", VirtualNode: "web",
+			Addresses: []string{"10.0.0.1"}, Ports: []uint32{8080}, Healthy: true, Attributes: map[string]string{"version": tc.version},
+		}}}); err != nil {
+			t.Fatal(err)
+		}
+		eps, _ := r.View().Endpoints(translate.NodeKey{Mesh: "demo", Name: "web"})
+		if c := changed(r); len(eps) != 1 || eps[0].Attributes["version"] != tc.version || c != tc.wantChanged {
+			t.Errorf("registration %d (version %s): endpoints %v, changed %v (want %v)", i, tc.version, eps, c, tc.wantChanged)
+		}
 	}
 	_, err = s.Register(ctx, &nodeapiv1.RegisterRequest{Node: "node-a", Instances: []*nodeapiv1.Instance{{CgroupPath: "x", Mesh: "m", VirtualNode: "v", Addresses: []string{"nope"}}}})
 	if status.Code(err) != codes.InvalidArgument {

@@ -39,7 +39,7 @@ func (s *Service) Register(_ context.Context, req *nodeapiv1.RegisterRequest) (*
 		}
 		ins = append(ins, Instance{
 			ID: in.GetId(), CgroupPath: in.GetCgroupPath(), Mesh: in.GetMesh(), VirtualNode: in.GetVirtualNode(),
-			Addresses: addrs, Ports: in.GetPorts(), Healthy: in.GetHealthy(),
+			Addresses: addrs, Ports: in.GetPorts(), Healthy: in.GetHealthy(), Attributes: in.GetAttributes(),
 		})
 	}
 	if err := s.r.Register(req.GetNode(), ins); err != nil {

@@ -72,7 +72,9 @@ func k8s(files ...string) []string {
 // that selects pods (Kubernetes form) or comes from the API form is managed
 // and has two healthy endpoints and one unhealthy one per listener port, at
 // 10.1.<n>.{1,2,3} where n is the node's index in name order. A node without
-// a podSelector (S7's httpbin-ext) is not managed.
+// a podSelector (S7's httpbin-ext) is not managed. The endpoints of a Cloud
+// Map node (S8's inventory) carry its attributes, and a fourth one,
+// 10.1.<n>.4, carries others: no output may name it.
 type fakeEndpoints struct {
 	eps map[translate.NodeKey][]translate.Endpoint
 }
@@ -124,12 +126,28 @@ func loadSample(t *testing.T, paths []string) *sample {
 	for i, n := range nodes {
 		key := translate.NodeKey{Mesh: n.Ref.Mesh, Name: n.Ref.Name}
 		s.eps.eps[key] = []translate.Endpoint{}
-		for _, l := range n.Spec.(*appmesh.VirtualNodeSpec).Listeners {
+		spec := n.Spec.(*appmesh.VirtualNodeSpec)
+		var attrs map[string]string // a Cloud Map node's attributes
+		if sd := spec.ServiceDiscovery; sd != nil && sd.AWSCloudMap != nil {
+			attrs = map[string]string{}
+			for _, a := range sd.AWSCloudMap.Attributes {
+				attrs[a.Key] = a.Value
+			}
+		}
+		for _, l := range spec.Listeners {
 			port := uint32(*l.PortMapping.Port)
 			for host := 1; host <= 3; host++ {
 				s.eps.eps[key] = append(s.eps.eps[key], translate.Endpoint{
 					Address: netip.AddrFrom4([4]byte{10, 1, byte(i), byte(host)}),
-					Port:    port, Node: fmt.Sprintf("node-%d", host), Healthy: host != 3,
+					Port:    port, Node: fmt.Sprintf("node-%d", host), Healthy: host != 3, Attributes: attrs,
+				})
+			}
+			if len(attrs) > 0 {
+				// An instance of the same service without the attributes
+				// (another version): the node never takes it.
+				s.eps.eps[key] = append(s.eps.eps[key], translate.Endpoint{
+					Address: netip.AddrFrom4([4]byte{10, 1, byte(i), 4}),
+					Port:    port, Node: "node-4", Healthy: true, Attributes: map[string]string{"version": "other"},
 				})
 			}
 		}

@@ -3,6 +3,7 @@
 package appmesh
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -468,4 +469,19 @@ func (u *uniq[K]) check(w walker, key K, i int) {
 		return
 	}
 	u.first[key] = i
+}
+
+// CheckCloudMapAttribute checks a Cloud Map instance attribute as the
+// model's awsCloudMap.attributes does: a key of 1–255 printable ASCII
+// characters without spaces, a value of 1–1024 characters.
+func CheckCloudMapAttribute(key, value string) error {
+	switch {
+	case len(key) < 1 || len(key) > 255:
+		return errors.New("key: must be 1 to 255 characters")
+	case !cloudMapAttrKeyRE.MatchString(key):
+		return errors.New("key: must match ^[a-zA-Z0-9!-~]+$")
+	case len(value) < 1 || len(value) > 1024:
+		return errors.New("value: must be 1 to 1024 characters")
+	}
+	return nil
 }

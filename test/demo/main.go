@@ -7,8 +7,9 @@
 // their own), each with its weft-agent and weft-proxy, starts the sample
 // workloads (the colour app in red, blue and green, a gRPC service, a TCP
 // echo), applies test/demo/mesh.yaml with weftctl, and shows the canary
-// split, a live weight shift, a retry, a timeout, a DROP_ALL denial, the
-// kernel-only TCP path, and the commands that show metrics and flows.
+// split, a live weight shift, a retry, a timeout, a gRPC call routed and
+// retried, a DROP_ALL denial, the kernel-only TCP path, and the commands
+// that show metrics and flows.
 //
 // It needs root. With --once it runs the tour and exits; otherwise it keeps
 // the mesh running, with a little traffic, until Ctrl-C. Either way it

@@ -42,7 +42,7 @@ type tour struct {
 	front, teller    *netsim.Workload
 	red, blue, green *netsim.Workload
 	grpc, echo       *netsim.Workload
-	redP             *netsim.Process
+	redP, grpcP      *netsim.Process
 	pids             []int
 	finished         bool // the tour's steps all ran
 	cgroup, tmp      string
@@ -71,6 +71,7 @@ func (t *tour) run(o opts) {
 		{"A live weight shift: 50/50, then 0/100", t.weightShift},
 		{"A retry rescues a flaky backend", t.retry},
 		{"A timeout cuts a slow backend short", t.timeout},
+		{"gRPC: a call routed by service and method, retried on UNAVAILABLE", t.grpcRetry},
 		{"DROP_ALL: a meshed workload cannot connect where its mesh does not allow", t.dropAll},
 		{"A TCP route on the pure eBPF path: balanced in the kernel, no proxy", t.tcpL4},
 		{"See for yourself: metrics, flows and the datapath", t.commands},
@@ -147,8 +148,11 @@ func (t *tour) setUp() {
 	} {
 		p := b.StartServer(s.pod, s.prog, s.args...)
 		t.pids = append(t.pids, p.Pid())
-		if s.pod == t.red {
+		switch s.pod {
+		case t.red:
 			t.redP = p
+		case t.grpc:
+			t.grpcP = p
 		}
 	}
 	t.ok(start, "workloads on node-b: red, blue and green (HTTP :8080), color-grpc (gRPC :9090), echo (TCP :7000)")
@@ -261,6 +265,40 @@ func (t *tour) timeout() {
 		t.tb.Fatalf("answers %v, want 3 × 504", res.Codes)
 	}
 	t.okf("the proxy gave up after the route's 500ms and answered 504 (upstream request timeout) instead of waiting 5s")
+}
+
+func (t *tour) grpcRetry() {
+	fmt.Fprintln(t.out, "    route get-color (grpcRoute color.ColorService/GetColor → color-grpc): retryPolicy maxRetries 3 on unavailable;")
+	fmt.Fprintln(t.out, "    color-grpc answers UNAVAILABLE to the first N attempts of a call (metadata x-fail: N)")
+	for _, c := range []struct {
+		call     string
+		fail     int
+		wantCode string
+	}{{"demo-fail-2", 2, "OK"}, {"demo-fail-5", 5, "Unavailable"}} {
+		pm := t.proxyMetrics(t.bed.A)
+		var res meshbed.CallResult
+		if err := t.bed.Client.Run(t.tb.Context(), t.front, &res, "grpc-call", "-addr", grpcAddr, "-call", c.call, "-fail", strconv.Itoa(c.fail)); err != nil {
+			t.tb.Fatal(err)
+		}
+		var seen []string
+		for line := range strings.Lines(string(t.grpcP.Stdout())) {
+			if f := strings.Fields(line); len(f) == 5 && f[0] == "call" && f[1] == "id="+c.call {
+				seen = append(seen, strings.TrimPrefix(f[4], "code="))
+			}
+		}
+		retries := t.proxyMetrics(t.bed.A).Sum("weft_proxy_retries_total", "node", frontID) - pm.Sum("weft_proxy_retries_total", "node", frontID)
+		fmt.Fprintf(t.out, "    front → /color.ColorService/GetColor on %s (x-fail: %d)\n", grpcAddr, c.fail)
+		reply := res.Reply
+		if reply == "" {
+			reply = res.Message
+		}
+		fmt.Fprintf(t.out, "      the client got %s (%q); color-grpc saw %d attempts: %s; node-a's proxy retried %v times\n",
+			res.Code, reply, len(seen), strings.Join(seen, ", "), retries)
+		if want := min(c.fail+1, 4); res.Code != c.wantCode || len(seen) != want || retries != float64(want-1) {
+			t.tb.Fatalf("call %s: %s after %d attempts and %v retries, want %s after %d", c.call, res.Code, len(seen), retries, c.wantCode, want)
+		}
+	}
+	t.okf("the proxy read grpc-status UNAVAILABLE and retried: 2 failures never reached the client; after 5 it gave up at the 4th attempt (maxRetries 3)")
 }
 
 func (t *tour) dropAll() {

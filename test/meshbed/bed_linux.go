@@ -112,6 +112,9 @@ type Bed struct {
 	A, B *Node
 	// Client runs client programs in pods.
 	Client ClientEnv
+	// DNSServers, when set before StartController, are the nameservers of
+	// the controller's DNS discovery (its dns.servers).
+	DNSServers []string
 }
 
 // Node is one simulated node with its agent and proxy.
@@ -135,6 +138,8 @@ type Pod struct {
 	Mesh        string
 	VirtualNode string
 	Ports       []uint32
+	// Attributes are registered with it (its Cloud Map attributes).
+	Attributes map[string]string
 }
 
 // New builds the simulated network of the mesh with bins: nodes node-a,
@@ -190,14 +195,23 @@ func (b *Bed) newNode(node *netsim.Node) *Node {
 	return mn
 }
 
-// AddPod adds a pod of virtual node vn of mesh serving port to mn. Add
-// every pod before StartNodes.
-func (b *Bed) AddPod(mn *Node, name, mesh, vn string, port uint32) *netsim.Workload {
+// AddPod adds a pod of virtual node vn of mesh serving ports (0: none) to
+// mn. Add every pod before StartNodes.
+func (b *Bed) AddPod(mn *Node, name, mesh, vn string, ports ...uint32) *netsim.Workload {
+	b.TB.Helper()
+	return b.AddPodAttrs(mn, name, mesh, vn, nil, ports...)
+}
+
+// AddPodAttrs is AddPod for a pod registered with Cloud Map attributes
+// (the agent's workloads[].attributes).
+func (b *Bed) AddPodAttrs(mn *Node, name, mesh, vn string, attrs map[string]string, ports ...uint32) *netsim.Workload {
 	b.TB.Helper()
 	pod := mn.Node.AddWorkload(name, netsim.WorkloadOptions{})
-	p := Pod{WL: pod, Mesh: mesh, VirtualNode: vn}
-	if port != 0 {
-		p.Ports = []uint32{port}
+	p := Pod{WL: pod, Mesh: mesh, VirtualNode: vn, Attributes: attrs}
+	for _, port := range ports {
+		if port != 0 {
+			p.Ports = append(p.Ports, port)
+		}
 	}
 	mn.Pods = append(mn.Pods, p)
 	return pod
@@ -216,6 +230,7 @@ func (b *Bed) StartController(warmUp time.Duration) *Process {
 		XDSListen: b.XDSAddr().String(),
 		Auth:      controlplane.AuthConfig{BearerTokenFile: b.Token},
 		Registry:  controlplane.RegistryConfig{TTL: controlplane.Duration(RegistryTTL), WarmUp: &wu},
+		DNS:       controlplane.DNSConfig{Servers: b.DNSServers},
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		tb.Fatal(err)
@@ -318,7 +333,12 @@ func (b *Bed) StartNodes() {
 			"-drain-timeout", "2s", "-log-format", "json"))
 	}
 	for _, mn := range nodes {
-		subs := float64(len(mn.Pods))
+		// One subscription per virtual node of the node's pods.
+		vns := map[string]bool{}
+		for _, p := range mn.Pods {
+			vns[p.Mesh+"/"+p.VirtualNode] = true
+		}
+		subs := float64(len(vns))
 		Eventually(tb, 30*time.Second, func() error {
 			if err := mn.Proxy.Exited(); err != nil {
 				return err
@@ -333,6 +353,39 @@ func (b *Bed) StartNodes() {
 			return nil
 		})
 	}
+}
+
+// GatewayAdmin is the admin address (/metrics) of a gateway's weft-proxy
+// (StartGateway), in its node's network namespace.
+const GatewayAdmin = "127.0.0.1:15091"
+
+// StartGateway starts a weft-proxy that serves virtual gateway id
+// (mesh/<mesh>/virtualGateway/<name>) on mn, in a host-network workload of
+// its own (its upstream connections go to pod addresses, which the agent
+// lets through), as a gateway deployment would: no node state, no
+// outbound listener, the gateway's listeners bound on the node's
+// addresses. It waits until the gateway's configuration is applied (its
+// listeners are bound).
+func (b *Bed) StartGateway(mn *Node, id string) *Process {
+	tb := b.TB
+	tb.Helper()
+	wl := mn.Node.AddWorkload("gateway", netsim.WorkloadOptions{HostNetwork: true})
+	p := Start(tb, mn.Node.Name+"/weft-proxy (gateway)", wl.Command(context.Background(), b.Bins.Proxy,
+		"-xds-server", b.XDSAddr().String(), "-xds-token-file", b.Token, "-node-id", "", "-gateway", id,
+		"-cache-dir", filepath.Join(mn.Dir, "gateway-cache"), "-outbound-listen", "", "-admin-listen", GatewayAdmin,
+		"-drain-timeout", "2s", "-log-format", "json"))
+	Eventually(tb, 30*time.Second, func() error {
+		if err := p.Exited(); err != nil {
+			return err
+		}
+		for _, l := range p.LogLines("configuration applied") {
+			if l["node"] == id {
+				return nil
+			}
+		}
+		return fmt.Errorf("the gateway has not applied %s yet", id)
+	})
+	return p
 }
 
 // AgentConfig is the node's weft-agent configuration: ADS from the
@@ -359,7 +412,7 @@ func (mn *Node) AgentConfig(tb testing.TB, xds netip.AddrPort, tokenFile string)
 	for _, p := range mn.Pods {
 		cfg.Workloads = append(cfg.Workloads, agent.VMWorkload{
 			CgroupPath: RelCgroup(tb, p.WL), Mesh: p.Mesh, VirtualNode: p.VirtualNode,
-			ListenerPorts: p.Ports, Addresses: []string{p.WL.Addr.String()},
+			ListenerPorts: p.Ports, Addresses: []string{p.WL.Addr.String()}, Attributes: p.Attributes,
 		})
 	}
 	return cfg

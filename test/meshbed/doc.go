@@ -29,6 +29,11 @@
 // subscribed to the configuration of its node's pods. test/e2e/doc.go tells
 // the whole story.
 //
+// StartGateway runs a weft-proxy serving a virtual gateway on a node (no
+// node state, the gateway's listeners bound on the node's address);
+// DNSServers, set before StartController, points the controller's DNS
+// discovery at a DNS server of the test's.
+//
 // Programs is the table of workload programs (servers and clients) that
 // the test binary or the demo hands to netsim.Main or netsim.RunMain.
 //

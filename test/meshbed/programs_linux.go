@@ -49,7 +49,9 @@ import (
 //   - http-load, grpc-call, dial, connect: clients that resolve names
 //     through their normal resolver path (HTTPLoad, GRPCCall, netsim.Dial,
 //     Connect; see ClientEnv);
-//   - mesh-traffic: steady L4 and L7 traffic until SIGTERM (MeshTraffic).
+//   - mesh-traffic: steady L4 and L7 traffic until SIGTERM (MeshTraffic);
+//   - app-server, http-call, tls-server, dns-server: S8's two-listener app,
+//     a one-request HTTP client, and S7's external host (samples_linux.go).
 func Programs() netsim.Programs {
 	return netsim.Programs{
 		"weftctl":      weftctlMain,
@@ -61,6 +63,10 @@ func Programs() netsim.Programs {
 		"dial":         withResolver(netsim.Dial),
 		"connect":      withResolver(Connect),
 		"mesh-traffic": withResolver(MeshTraffic),
+		"app-server":   AppServer,
+		"http-call":    withResolver(HTTPCall),
+		"tls-server":   TLSServer,
+		"dns-server":   DNSServer,
 	}
 }
 
@@ -121,7 +127,8 @@ func weftctlMain(args []string) int {
 }
 
 // ColorServer serves a version of S1's colour app. GET / answers the -name
-// (red, blue or green), /ping answers "ok" (the health check). Two paths
+// (red, blue or green), /ping answers "ok" (the health check); every
+// answer carries the seenHeaders (the path and Host the server saw). Two paths
 // misbehave on purpose, for the demo's retries and timeouts:
 //
 //   - /flaky answers 503 the first N times it sees a call id, N being the
@@ -171,7 +178,7 @@ func ColorServer(args []string) int {
 		}
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, *name) })
-	return serveHTTP(*listen, mux)
+	return serveHTTP(*listen, seen(*name, mux))
 }
 
 func serveHTTP(listen string, h http.Handler) int {

@@ -33,6 +33,10 @@ type Endpoint struct {
 	// Healthy is false for an endpoint the registry knows to be down. The
 	// proxy is told (HealthStatus UNHEALTHY); the L4 datapath leaves it out.
 	Healthy bool
+	// Attributes are the workload's Cloud Map attributes: a node whose
+	// serviceDiscovery.awsCloudMap lists attributes takes only the
+	// endpoints that carry every one of them. Read only.
+	Attributes map[string]string
 }
 
 // EndpointSource gives the endpoints of virtual nodes. The workload registry

@@ -164,6 +164,7 @@ func (w *World) servicePortState(m *mesh, sp servicePort, policies []*appmesh.Cl
 		if !managed {
 			return out
 		}
+		eps = cloudMapInstances(vn, eps)
 		var healthy []Endpoint
 		for _, ep := range eps {
 			if ep.Healthy && ep.Port == uint32(t.port) && ep.Address.IsValid() {

@@ -495,6 +495,7 @@ func (ps *proxyState) targetCluster(t target, policy *appmesh.ClientPolicy, via 
 	managed := false
 	if src := ps.w.in.Endpoints; src != nil {
 		eps, managed = src.Endpoints(NodeKey{Mesh: m.name, Name: t.node})
+		eps = cloudMapInstances(vn, eps)
 	}
 	sd := vn.ServiceDiscovery
 	if !managed && sd != nil && sd.DNS != nil {

@@ -117,3 +117,52 @@ func TestL4WeightsRounded(t *testing.T) {
 		t.Error(diff)
 	}
 }
+
+// TestCloudMapAttributes: a node discovered through Cloud Map with
+// attributes takes only the registered endpoints that carry all of them,
+// on the L4 path as in the proxy's load assignments; without attributes it
+// takes every one.
+func TestCloudMapAttributes(t *testing.T) {
+	port := int32(5432)
+	ep := func(last byte, attrs map[string]string) Endpoint {
+		return Endpoint{Address: netip.AddrFrom4([4]byte{10, 0, 0, last}), Port: 5432, Healthy: true, Attributes: attrs}
+	}
+	eps := []Endpoint{
+		ep(1, map[string]string{"version": "v1", "zone": "a"}),
+		ep(2, map[string]string{"version": "v2"}),
+		ep(3, nil),
+		ep(4, map[string]string{"version": "v1"}),
+	}
+	node := func(attrs ...appmesh.CloudMapInstanceAttribute) *appmesh.VirtualNodeSpec {
+		return &appmesh.VirtualNodeSpec{
+			Listeners: []appmesh.Listener{{PortMapping: &appmesh.PortMapping{Port: &port, Protocol: appmesh.ProtocolTCP}}},
+			ServiceDiscovery: &appmesh.ServiceDiscovery{AWSCloudMap: &appmesh.CloudMapServiceDiscovery{
+				NamespaceName: "shop.local", ServiceName: "db", Attributes: attrs,
+			}},
+		}
+	}
+	v1 := appmesh.CloudMapInstanceAttribute{Key: "version", Value: "v1"}
+	zoneA := appmesh.CloudMapInstanceAttribute{Key: "zone", Value: "a"}
+	for _, tc := range []struct {
+		name string
+		vn   *appmesh.VirtualNodeSpec
+		want []string
+	}{
+		{"no attributes", node(), []string{"10.0.0.1:5432", "10.0.0.2:5432", "10.0.0.3:5432", "10.0.0.4:5432"}},
+		{"version=v1", node(v1), []string{"10.0.0.1:5432", "10.0.0.4:5432"}},
+		{"version=v1 and zone=a", node(v1, zoneA), []string{"10.0.0.1:5432"}},
+		{"version=v3", node(appmesh.CloudMapInstanceAttribute{Key: "version", Value: "v3"}), nil},
+	} {
+		w := &World{in: Input{Endpoints: fakeSource{{Mesh: "m", Name: "db"}: eps}}}
+		m := &mesh{name: "m", nodes: map[string]*appmesh.VirtualNodeSpec{"db": tc.vn}}
+		cr := &compiledRoute{targets: []target{{node: "db", port: port, proto: appmesh.ProtocolTCP, weight: 1}}}
+		out := w.servicePortState(m, servicePort{port: 5432, proto: appmesh.ProtocolTCP, routes: []*compiledRoute{cr}}, nil)
+		var got []string
+		for _, b := range out.GetBackends() {
+			got = append(got, b.GetAddress())
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%s: L4 backends (-want +got):\n%s", tc.name, diff)
+		}
+	}
+}

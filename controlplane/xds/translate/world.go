@@ -228,6 +228,26 @@ func selectPort(port *int32, pms []appmesh.PortMapping) (appmesh.PortMapping, er
 	return appmesh.PortMapping{}, fmt.Errorf("has no listener on port %d", *port)
 }
 
+// cloudMapInstances keeps the endpoints that carry every attribute of the
+// node's serviceDiscovery.awsCloudMap (all of them for another discovery,
+// or none listed), as Cloud Map's DiscoverInstances does.
+func cloudMapInstances(vn *appmesh.VirtualNodeSpec, eps []Endpoint) []Endpoint {
+	if vn == nil || vn.ServiceDiscovery == nil || vn.ServiceDiscovery.AWSCloudMap == nil || len(vn.ServiceDiscovery.AWSCloudMap.Attributes) == 0 {
+		return eps
+	}
+	attrs := vn.ServiceDiscovery.AWSCloudMap.Attributes
+	var out []Endpoint
+	for _, ep := range eps {
+		if !slices.ContainsFunc(attrs, func(a appmesh.CloudMapInstanceAttribute) bool {
+			v, ok := ep.Attributes[a.Key]
+			return !ok || v != a.Value
+		}) {
+			out = append(out, ep)
+		}
+	}
+	return out
+}
+
 // discoveryName is the node's service discovery name: the DNS hostname, or
 // <serviceName>.<namespaceName> for Cloud Map (§4.5).
 func discoveryName(vn *appmesh.VirtualNodeSpec) string {

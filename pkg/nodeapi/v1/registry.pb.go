@@ -106,7 +106,11 @@ type Instance struct {
 	Ports []uint32 `protobuf:"varint,6,rep,packed,name=ports,proto3" json:"ports,omitempty"`
 	// Healthy is false for an instance known to be down: proxies are told,
 	// and L4 load balancing leaves it out.
-	Healthy       bool `protobuf:"varint,7,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	Healthy bool `protobuf:"varint,7,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	// Attributes are the instance's Cloud Map attributes (key to value): a
+	// virtual node whose serviceDiscovery.awsCloudMap lists attributes takes
+	// only the instances that carry every one of them.
+	Attributes    map[string]string `protobuf:"bytes,8,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -188,6 +192,13 @@ func (x *Instance) GetHealthy() bool {
 		return x.Healthy
 	}
 	return false
+}
+
+func (x *Instance) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
 }
 
 // RegisterResponse tells the agent how long its registration lives.
@@ -326,7 +337,7 @@ const file_registry_proto_rawDesc = "" +
 	"\x0eregistry.proto\x12\x0fweft.nodeapi.v1\x1a\x1egoogle/protobuf/duration.proto\"^\n" +
 	"\x0fRegisterRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x127\n" +
-	"\tinstances\x18\x02 \x03(\v2\x19.weft.nodeapi.v1.InstanceR\tinstances\"\xc0\x01\n" +
+	"\tinstances\x18\x02 \x03(\v2\x19.weft.nodeapi.v1.InstanceR\tinstances\"\xca\x02\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x1f\n" +
 	"\vcgroup_path\x18\x02 \x01(\tR\n" +
@@ -335,7 +346,13 @@ const file_registry_proto_rawDesc = "" +
 	"\fvirtual_node\x18\x04 \x01(\tR\vvirtualNode\x12\x1c\n" +
 	"\taddresses\x18\x05 \x03(\tR\taddresses\x12\x14\n" +
 	"\x05ports\x18\x06 \x03(\rR\x05ports\x12\x18\n" +
-	"\ahealthy\x18\a \x01(\bR\ahealthy\"C\n" +
+	"\ahealthy\x18\a \x01(\bR\ahealthy\x12I\n" +
+	"\n" +
+	"attributes\x18\b \x03(\v2).weft.nodeapi.v1.Instance.AttributesEntryR\n" +
+	"attributes\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"C\n" +
 	"\x10RegisterResponse\x12/\n" +
 	"\x05lease\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x05lease\"'\n" +
 	"\x11DeregisterRequest\x12\x12\n" +
@@ -358,27 +375,29 @@ func file_registry_proto_rawDescGZIP() []byte {
 	return file_registry_proto_rawDescData
 }
 
-var file_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_registry_proto_goTypes = []any{
 	(*RegisterRequest)(nil),     // 0: weft.nodeapi.v1.RegisterRequest
 	(*Instance)(nil),            // 1: weft.nodeapi.v1.Instance
 	(*RegisterResponse)(nil),    // 2: weft.nodeapi.v1.RegisterResponse
 	(*DeregisterRequest)(nil),   // 3: weft.nodeapi.v1.DeregisterRequest
 	(*DeregisterResponse)(nil),  // 4: weft.nodeapi.v1.DeregisterResponse
-	(*durationpb.Duration)(nil), // 5: google.protobuf.Duration
+	nil,                         // 5: weft.nodeapi.v1.Instance.AttributesEntry
+	(*durationpb.Duration)(nil), // 6: google.protobuf.Duration
 }
 var file_registry_proto_depIdxs = []int32{
 	1, // 0: weft.nodeapi.v1.RegisterRequest.instances:type_name -> weft.nodeapi.v1.Instance
-	5, // 1: weft.nodeapi.v1.RegisterResponse.lease:type_name -> google.protobuf.Duration
-	0, // 2: weft.nodeapi.v1.Registry.Register:input_type -> weft.nodeapi.v1.RegisterRequest
-	3, // 3: weft.nodeapi.v1.Registry.Deregister:input_type -> weft.nodeapi.v1.DeregisterRequest
-	2, // 4: weft.nodeapi.v1.Registry.Register:output_type -> weft.nodeapi.v1.RegisterResponse
-	4, // 5: weft.nodeapi.v1.Registry.Deregister:output_type -> weft.nodeapi.v1.DeregisterResponse
-	4, // [4:6] is the sub-list for method output_type
-	2, // [2:4] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	5, // 1: weft.nodeapi.v1.Instance.attributes:type_name -> weft.nodeapi.v1.Instance.AttributesEntry
+	6, // 2: weft.nodeapi.v1.RegisterResponse.lease:type_name -> google.protobuf.Duration
+	0, // 3: weft.nodeapi.v1.Registry.Register:input_type -> weft.nodeapi.v1.RegisterRequest
+	3, // 4: weft.nodeapi.v1.Registry.Deregister:input_type -> weft.nodeapi.v1.DeregisterRequest
+	2, // 5: weft.nodeapi.v1.Registry.Register:output_type -> weft.nodeapi.v1.RegisterResponse
+	4, // 6: weft.nodeapi.v1.Registry.Deregister:output_type -> weft.nodeapi.v1.DeregisterResponse
+	5, // [5:7] is the sub-list for method output_type
+	3, // [3:5] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_registry_proto_init() }
@@ -392,7 +411,7 @@ func file_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_registry_proto_rawDesc), len(file_registry_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
