@@ -18,8 +18,9 @@ var ErrEventsClosed = errors.New("change stream closed")
 
 // Batcher defaults.
 const (
-	DefaultDebounce = 100 * time.Millisecond
-	DefaultMaxDelay = time.Second
+	DefaultDebounce         = 100 * time.Millisecond
+	DefaultEndpointDebounce = 10 * time.Millisecond
+	DefaultMaxDelay         = time.Second
 )
 
 // BatcherConfig tunes a Batcher.
@@ -27,6 +28,12 @@ type BatcherConfig struct {
 	// Debounce is the quiet time after a change before a rebuild starts;
 	// every further change restarts it. 0 means DefaultDebounce.
 	Debounce time.Duration
+	// EndpointDebounce is the quiet time of a batch of endpoint signals
+	// only (events without a type: the registry or the DNS discovery
+	// changed), which the Syncer applies incrementally; a store change in
+	// the batch makes its quiet time Debounce. 0 means
+	// DefaultEndpointDebounce, capped at Debounce.
+	EndpointDebounce time.Duration
 	// MaxDelay bounds the time from the first change of a batch to its
 	// rebuild, however long changes keep coming. 0 means DefaultMaxDelay.
 	MaxDelay time.Duration
@@ -34,8 +41,8 @@ type BatcherConfig struct {
 
 // Validate checks the configuration.
 func (c BatcherConfig) Validate() error {
-	if c.Debounce < 0 || c.MaxDelay < 0 {
-		return errors.New("batcher: debounce and max delay must not be negative")
+	if c.Debounce < 0 || c.EndpointDebounce < 0 || c.MaxDelay < 0 {
+		return errors.New("batcher: debounces and max delay must not be negative")
 	}
 	if c.MaxDelay > 0 && c.Debounce > c.MaxDelay {
 		return fmt.Errorf("batcher: debounce %s exceeds max delay %s", c.Debounce, c.MaxDelay)
@@ -43,13 +50,23 @@ func (c BatcherConfig) Validate() error {
 	return nil
 }
 
-// RebuildFunc rebuilds every snapshot from the store as of at least
-// revision rev, the revision of the last change of the batch.
-type RebuildFunc func(ctx context.Context, rev int64) error
+// Batch is what a batch of changes holds.
+type Batch struct {
+	// Rev is the revision of the batch's last store change (0: none).
+	Rev int64
+	// Store is whether the batch has a store change; false means it has
+	// only endpoint signals (events whose Type is 0).
+	Store bool
+}
 
-// Batcher coalesces store changes into rebuilds: a burst of writes becomes
-// one rebuild once the store is quiet for Debounce, or after MaxDelay at
-// the latest.
+// RebuildFunc rebuilds the snapshots a batch affects: every snapshot from
+// the store as of at least revision b.Rev when b.Store, else those whose
+// endpoints changed.
+type RebuildFunc func(ctx context.Context, b Batch) error
+
+// Batcher coalesces changes into rebuilds: a burst of writes becomes one
+// rebuild once the changes are quiet for Debounce (EndpointDebounce while
+// the batch has endpoint signals only), or after MaxDelay at the latest.
 type Batcher struct {
 	cfg     BatcherConfig
 	rebuild RebuildFunc
@@ -62,6 +79,9 @@ func NewBatcher(cfg BatcherConfig, rebuild RebuildFunc) (*Batcher, error) {
 	}
 	if cfg.Debounce == 0 {
 		cfg.Debounce = DefaultDebounce
+	}
+	if cfg.EndpointDebounce == 0 {
+		cfg.EndpointDebounce = min(DefaultEndpointDebounce, cfg.Debounce)
 	}
 	if cfg.MaxDelay == 0 {
 		cfg.MaxDelay = max(DefaultMaxDelay, cfg.Debounce)
@@ -76,7 +96,7 @@ func NewBatcher(cfg BatcherConfig, rebuild RebuildFunc) (*Batcher, error) {
 func (b *Batcher) Run(ctx context.Context, events <-chan store.Event) error {
 	var (
 		pending  bool
-		rev      int64
+		batch    Batch
 		quiet    = time.NewTimer(time.Hour)
 		deadline = time.NewTimer(time.Hour)
 	)
@@ -88,8 +108,10 @@ func (b *Batcher) Run(ctx context.Context, events <-chan store.Event) error {
 		quiet.Stop()
 		deadline.Stop()
 		pending = false
-		if err := b.rebuild(ctx, rev); err != nil {
-			return fmt.Errorf("rebuild at revision %d: %w", rev, err)
+		cur := batch
+		batch = Batch{Rev: cur.Rev}
+		if err := b.rebuild(ctx, cur); err != nil {
+			return fmt.Errorf("rebuild at revision %d: %w", cur.Rev, err)
 		}
 		return nil
 	}
@@ -106,12 +128,17 @@ func (b *Batcher) Run(ctx context.Context, events <-chan store.Event) error {
 				}
 				return ErrEventsClosed
 			}
-			rev = max(rev, ev.Revision)
+			batch.Rev = max(batch.Rev, ev.Revision)
+			batch.Store = batch.Store || ev.Type != 0
 			if !pending {
 				pending = true
 				deadline.Reset(b.cfg.MaxDelay)
 			}
-			quiet.Reset(b.cfg.Debounce)
+			if batch.Store {
+				quiet.Reset(b.cfg.Debounce)
+			} else {
+				quiet.Reset(b.cfg.EndpointDebounce)
+			}
 		case <-quiet.C:
 			if err := flush(); err != nil {
 				return err

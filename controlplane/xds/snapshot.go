@@ -62,17 +62,43 @@ func NewSnapshot(p *translate.Proxy, state *nodeapiv1.NodeState) (*Snapshot, err
 		}
 	}
 	if state != nil {
-		v, err := contentVersion([]types.Resource{state})
-		if err != nil {
-			return nil, fmt.Errorf("snapshot of node state %s: %w", state.GetNode(), err)
+		if state.GetVersion() == "" {
+			return nil, fmt.Errorf("snapshot of node state %s: no version", state.GetNode())
 		}
+		// The node state's version is already a content hash of the rest
+		// of it (translate.World.NodeState).
 		s.nodeStates[state.GetNode()] = types.ResourceWithTTL{Resource: state}
-		s.nodeStateVersion = v
+		s.nodeStateVersion = state.GetVersion()
 	}
 	if err := s.Consistent(); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// withEndpoints returns a snapshot of q, which is the proxy of s with only
+// load assignments changed (translate.World.UpdateEndpoints): it shares
+// every other type with s and hashes the load assignments alone. q has the
+// same load assignment names as s, in the same order, so it is consistent
+// because s is.
+func (s *Snapshot) withEndpoints(q *translate.Proxy) (*Snapshot, error) {
+	old := s.Resources[types.Endpoint].Items
+	if len(old) != len(q.Endpoints) {
+		return nil, fmt.Errorf("snapshot of %s: %d load assignments, was %d", q.NodeID, len(q.Endpoints), len(old))
+	}
+	for _, cla := range q.Endpoints {
+		if _, ok := old[cla.GetClusterName()]; !ok {
+			return nil, fmt.Errorf("snapshot of %s: new load assignment %s", q.NodeID, cla.GetClusterName())
+		}
+	}
+	items := asResources(q.Endpoints)
+	v, err := contentVersion(items)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of %s: %w", q.NodeID, err)
+	}
+	n := &Snapshot{Snapshot: &cachev3.Snapshot{Resources: s.Resources}, nodeStates: s.nodeStates, nodeStateVersion: s.nodeStateVersion}
+	n.Resources[types.Endpoint] = cachev3.NewResources(v, items)
+	return n, nil
 }
 
 func asResources[T types.Resource](items []T) []types.Resource {
@@ -153,12 +179,8 @@ func (s *Snapshot) ConstructVersionMap() error {
 		return nil
 	}
 	hashes := make(map[string]string, len(s.nodeStates))
-	for name, r := range s.nodeStates {
-		v, err := contentVersion([]types.Resource{r.Resource})
-		if err != nil {
-			return err
-		}
-		hashes[name] = v
+	for name := range s.nodeStates {
+		hashes[name] = s.nodeStateVersion // one node state per snapshot
 	}
 	s.nodeStateHashes = hashes
 	return nil

@@ -86,6 +86,13 @@ type Proxy struct {
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
+
+	// deps and eds let World.UpdateEndpoints tell whether the proxy is
+	// current and remake only its changed load assignments; edsDropped
+	// is set when finish left out an invalid load assignment.
+	deps       deps
+	eds        []edsAssignment
+	edsDropped bool
 }
 
 // Result is the translation of every virtual node and gateway of the input.

@@ -102,7 +102,7 @@ func TestL4WeightsRounded(t *testing.T) {
 	}
 	cr := &compiledRoute{targets: targets}
 	sp := servicePort{port: 5432, proto: appmesh.ProtocolTCP, routes: []*compiledRoute{cr}}
-	out := w.servicePortState(m, sp, nil)
+	out := w.servicePortState(m, sp, nil, deps{})
 	sums := map[string]uint32{}
 	for _, b := range out.GetBackends() {
 		sums[b.GetVirtualNode()] += b.GetWeight()
