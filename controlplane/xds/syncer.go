@@ -262,6 +262,11 @@ func (s *Syncer) follow(ctx context.Context, rev int64) error {
 				if !ok {
 					return
 				}
+				if vip.OwnsKey(e.Key) {
+					// The addresses the last rebuild's Sync wrote: it
+					// translated with them already.
+					continue
+				}
 				ev = e
 			case <-s.deps.EndpointsChanged: // nil: never
 			case <-s.deps.DNSChanged: // nil: never
