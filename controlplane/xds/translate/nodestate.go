@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -63,6 +64,7 @@ type StateCache struct {
 	policies map[*appmesh.ClientPolicy]int
 	entries  map[serviceUse]*serviceEntry
 	plans    map[string]*nodePlan // by node
+	callers  map[*appmesh.VirtualNodeSpec]*vnUses
 }
 
 // NewStateCache returns an empty cache.
@@ -145,7 +147,7 @@ func (w *World) CachedNodeState(c *StateCache, node string, workloads []Workload
 func (c *StateCache) plan(w *World, node string, wls []Workload) *nodePlan {
 	st := &nodeapiv1.NodeState{Node: node}
 	meshNames := map[string]bool{}
-	uses := map[vip.Key][]*appmesh.ClientPolicy{}
+	var callers []*vnUses // distinct virtual nodes with backends
 	for _, wl := range wls {
 		meshNames[wl.Mesh] = true
 		out := &nodeapiv1.Workload{Id: wl.ID, CgroupPath: wl.CgroupPath, Mesh: wl.Mesh, VirtualNode: wl.VirtualNode}
@@ -159,9 +161,8 @@ func (c *StateCache) plan(w *World, node string, wls []Workload) *nodePlan {
 			out.ListenerPorts = append(out.ListenerPorts, uint32(*pm.Port))
 		}
 		slices.Sort(out.ListenerPorts)
-		for _, b := range backends(vn) {
-			k := vip.Key{Mesh: wl.Mesh, Service: b.service}
-			uses[k] = append(uses[k], b.policy)
+		if u := c.vnUses(wl.Mesh, vn); len(u.uses) > 0 && !slices.Contains(callers, u) {
+			callers = append(callers, u)
 		}
 	}
 
@@ -179,18 +180,55 @@ func (c *StateCache) plan(w *World, node string, wls []Workload) *nodePlan {
 		st.Meshes = append(st.Meshes, out)
 	}
 
-	keys := make([]vip.Key, 0, len(uses))
-	for k := range uses {
-		keys = append(keys, k)
+	p := &nodePlan{workloads: wls, header: marshalHeader(st), meshes: st.Meshes, wls: st.Workloads}
+	switch len(callers) {
+	case 0:
+	case 1:
+		// The usual node: one calling virtual node (however many
+		// workloads), whose list every node running it shares.
+		p.uses, p.policies = callers[0].uses, callers[0].policies
+	default:
+		uses := map[vip.Key][]*appmesh.ClientPolicy{}
+		for _, u := range callers {
+			for i, use := range u.uses {
+				uses[use.key] = append(uses[use.key], u.policies[i]...)
+			}
+		}
+		keys := slices.SortedFunc(maps.Keys(uses), compareKeys)
+		for _, k := range keys {
+			p.uses = append(p.uses, c.use(k, uses[k]))
+			p.policies = append(p.policies, uses[k])
+		}
 	}
-	slices.SortFunc(keys, func(a, b vip.Key) int { return cmp.Or(cmp.Compare(a.Mesh, b.Mesh), cmp.Compare(a.Service, b.Service)) })
-	p := &nodePlan{workloads: wls, header: marshalHeader(st), entries: make([]*serviceEntry, len(keys))}
-	p.meshes, p.wls = st.Meshes, st.Workloads
-	for _, k := range keys {
-		p.uses = append(p.uses, c.use(k, uses[k]))
-		p.policies = append(p.policies, uses[k])
-	}
+	p.entries = make([]*serviceEntry, len(p.uses))
 	return p
+}
+
+func compareKeys(a, b vip.Key) int {
+	return cmp.Or(cmp.Compare(a.Mesh, b.Mesh), cmp.Compare(a.Service, b.Service))
+}
+
+// vnUses are the services a virtual node's workloads use, sorted, each
+// with its client policy.
+type vnUses struct {
+	uses     []serviceUse
+	policies [][]*appmesh.ClientPolicy
+}
+
+// vnUses returns (once per virtual node) what a virtual node uses.
+func (c *StateCache) vnUses(mesh string, vn *appmesh.VirtualNodeSpec) *vnUses {
+	if u, ok := c.callers[vn]; ok {
+		return u
+	}
+	u := &vnUses{}
+	for _, b := range backends(vn) { // sorted by service, once each
+		pol := []*appmesh.ClientPolicy{b.policy}
+		k := vip.Key{Mesh: mesh, Service: b.service}
+		u.uses = append(u.uses, c.use(k, pol))
+		u.policies = append(u.policies, pol)
+	}
+	c.callers[vn] = u
+	return u
 }
 
 // reset empties the cache when w is not a view of its compile.
@@ -202,6 +240,7 @@ func (c *StateCache) reset(w *World) {
 	c.policies = map[*appmesh.ClientPolicy]int{}
 	c.entries = map[serviceUse]*serviceEntry{}
 	c.plans = map[string]*nodePlan{}
+	c.callers = map[*appmesh.VirtualNodeSpec]*vnUses{}
 }
 
 // use names a service used with policies.
