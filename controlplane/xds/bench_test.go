@@ -146,25 +146,22 @@ func (e *benchEnv) move(b *testing.B, i int) {
 // BenchmarkRebuild is the full rebuild after one endpoint moved: list,
 // translate every proxy and node state, publish.
 func BenchmarkRebuild(b *testing.B) {
-	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprint("services=", n), func(b *testing.B) {
-			e := newBenchEnv(b, n)
-			b.ResetTimer()
-			for i := range b.N {
-				b.StopTimer()
-				e.move(b, i)
-				b.StartTimer()
-				if _, err := e.syncer.Rebuild(context.Background()); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
+	benchEndpointChange(b, func(s *xds.Syncer, ctx context.Context) error {
+		_, err := s.Rebuild(ctx)
+		return err
+	})
 }
 
 // BenchmarkRefresh is the incremental update after one endpoint moved:
 // what the controller does for a batch without store changes.
 func BenchmarkRefresh(b *testing.B) {
+	benchEndpointChange(b, (*xds.Syncer).Refresh)
+}
+
+// benchEndpointChange moves one endpoint per iteration (untimed) and times
+// update.
+func benchEndpointChange(b *testing.B, update func(*xds.Syncer, context.Context) error) {
+	b.Helper()
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprint("services=", n), func(b *testing.B) {
 			e := newBenchEnv(b, n)
@@ -173,7 +170,7 @@ func BenchmarkRefresh(b *testing.B) {
 				b.StopTimer()
 				e.move(b, i)
 				b.StartTimer()
-				if err := e.syncer.Refresh(context.Background()); err != nil {
+				if err := update(e.syncer, context.Background()); err != nil {
 					b.Fatal(err)
 				}
 			}
