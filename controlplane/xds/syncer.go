@@ -465,6 +465,7 @@ func (s *Syncer) translate(ctx context.Context, start time.Time) error {
 			delete(b.nodes, node)
 		}
 	}
+	b.states.Retain(nodes)
 	updated, cleared, err := s.publish(ctx, snaps, keep)
 	if err != nil {
 		return err

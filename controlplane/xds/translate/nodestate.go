@@ -231,6 +231,18 @@ func (c *StateCache) vnUses(mesh string, vn *appmesh.VirtualNodeSpec) *vnUses {
 	return u
 }
 
+// Retain forgets what the cache keeps for nodes not in nodes, so that
+// nodes that come and go between compiles do not accumulate.
+func (c *StateCache) Retain(nodes []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for node := range c.plans {
+		if !slices.Contains(nodes, node) {
+			delete(c.plans, node)
+		}
+	}
+}
+
 // reset empties the cache when w is not a view of its compile.
 func (c *StateCache) reset(w *World) {
 	if c.compiled == w.compiled && c.entries != nil {

@@ -8,8 +8,11 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/weft-mesh/weft/controlplane/xds/vip"
 	"github.com/weft-mesh/weft/pkg/appmesh"
+	nodeapiv1 "github.com/weft-mesh/weft/pkg/nodeapi/v1"
 )
 
 // update is accepted (and unused here) so that
@@ -116,4 +119,52 @@ func TestL4WeightsRounded(t *testing.T) {
 	if diff := cmp.Diff(4, len(sums)); diff != "" {
 		t.Error(diff)
 	}
+}
+
+// TestStateCacheRetain computes the states of two nodes through a cache,
+// forgets one, and checks that the cache still gives both the states a
+// cache-less NodeState gives.
+func TestStateCacheRetain(t *testing.T) {
+	port := int32(8080)
+	res := []appmesh.Resource{
+		{Ref: appmesh.Ref{Kind: appmesh.KindMesh, Mesh: "m", Name: "m"}, Spec: &appmesh.MeshSpec{}},
+		{Ref: appmesh.Ref{Kind: appmesh.KindVirtualNode, Mesh: "m", Name: "db"}, Spec: &appmesh.VirtualNodeSpec{
+			Listeners:        []appmesh.Listener{{PortMapping: &appmesh.PortMapping{Port: &port, Protocol: appmesh.ProtocolTCP}}},
+			ServiceDiscovery: &appmesh.ServiceDiscovery{DNS: &appmesh.DNSServiceDiscovery{Hostname: "db.m"}},
+		}},
+		{Ref: appmesh.Ref{Kind: appmesh.KindVirtualService, Mesh: "m", Name: "db.m"}, Spec: &appmesh.VirtualServiceSpec{
+			Provider: &appmesh.VirtualServiceProvider{VirtualNode: &appmesh.VirtualNodeServiceProvider{VirtualNodeName: "db"}},
+		}},
+		{Ref: appmesh.Ref{Kind: appmesh.KindVirtualNode, Mesh: "m", Name: "app"}, Spec: &appmesh.VirtualNodeSpec{
+			Backends: []appmesh.Backend{{VirtualService: &appmesh.VirtualServiceBackend{VirtualServiceName: "db.m"}}},
+		}},
+	}
+	src := fakeSource{{Mesh: "m", Name: "db"}: {{Address: netip.MustParseAddr("10.0.0.1"), Port: 8080, Healthy: true}}}
+	w := Compile(Input{Resources: res, Addresses: map[vip.Key]vip.Addresses{
+		{Mesh: "m", Service: "db.m"}: {IPv4: netip.MustParseAddr("240.240.0.1")},
+	}, Endpoints: src})
+	wls := map[string][]Workload{
+		"a": {{ID: 1, CgroupPath: "app", Mesh: "m", VirtualNode: "app"}},
+		"b": {{ID: 1, CgroupPath: "app", Mesh: "m", VirtualNode: "app"}, {ID: 2, CgroupPath: "db", Mesh: "m", VirtualNode: "db"}},
+	}
+	c := NewStateCache()
+	check := func() {
+		t.Helper()
+		for node, ws := range wls {
+			got, _ := w.CachedNodeState(c, node, ws)
+			want, _ := w.NodeState(node, ws)
+			if !proto.Equal(got, want) {
+				t.Errorf("node %s: cached state\n%v\nwant\n%v", node, got, want)
+			}
+			if len(got.GetServices()) != 1 || got.GetServices()[0].GetPorts()[0].GetMode() != nodeapiv1.Mode_MODE_L4 {
+				t.Errorf("node %s: services %v, want db.m as L4", node, got.GetServices())
+			}
+		}
+	}
+	check()
+	c.Retain([]string{"b"})
+	if _, ok := c.plans["a"]; ok || len(c.plans) != 1 {
+		t.Errorf("plans after Retain(b): %d, a kept: %v", len(c.plans), ok)
+	}
+	check()
 }
