@@ -29,9 +29,8 @@ type BatcherConfig struct {
 	// every further change restarts it. 0 means DefaultDebounce.
 	Debounce time.Duration
 	// EndpointDebounce is the quiet time of a batch of endpoint signals
-	// only (events without a type: the registry or the DNS discovery
-	// changed), which the Syncer applies incrementally; a store change in
-	// the batch makes its quiet time Debounce. 0 means
+	// (events without a type: the registry or the DNS discovery changed),
+	// which the Syncer applies incrementally. 0 means
 	// DefaultEndpointDebounce, capped at Debounce.
 	EndpointDebounce time.Duration
 	// MaxDelay bounds the time from the first change of a batch to its
@@ -52,7 +51,7 @@ func (c BatcherConfig) Validate() error {
 
 // Batch is what a batch of changes holds.
 type Batch struct {
-	// Rev is the revision of the batch's last store change (0: none).
+	// Rev is the revision of the last store change seen (0: none yet).
 	Rev int64
 	// Store is whether the batch has a store change; false means it has
 	// only endpoint signals (events whose Type is 0).
@@ -64,9 +63,13 @@ type Batch struct {
 // endpoints changed.
 type RebuildFunc func(ctx context.Context, b Batch) error
 
-// Batcher coalesces changes into rebuilds: a burst of writes becomes one
-// rebuild once the changes are quiet for Debounce (EndpointDebounce while
-// the batch has endpoint signals only), or after MaxDelay at the latest.
+// Batcher coalesces changes into rebuilds: a burst of store writes becomes
+// one rebuild once the writes are quiet for Debounce, or after MaxDelay at
+// the latest. Endpoint signals are batched alike on their own, with
+// EndpointDebounce, into endpoint batches (Batch.Store false), even while
+// a store batch is pending: an endpoint change never waits for a store
+// change's debounce. A store batch's rebuild covers the endpoint signals
+// pending with it.
 type Batcher struct {
 	cfg     BatcherConfig
 	rebuild RebuildFunc
@@ -94,24 +97,20 @@ func NewBatcher(cfg BatcherConfig, rebuild RebuildFunc) (*Batcher, error) {
 // ErrEventsClosed. Rebuilds run on Run's goroutine, one at a time; changes
 // that arrive meanwhile form the next batch. A rebuild error ends Run.
 func (b *Batcher) Run(ctx context.Context, events <-chan store.Event) error {
-	var (
-		pending  bool
-		batch    Batch
-		quiet    = time.NewTimer(time.Hour)
-		deadline = time.NewTimer(time.Hour)
-	)
-	quiet.Stop()
-	deadline.Stop()
-	defer quiet.Stop()
-	defer deadline.Stop()
-	flush := func() error {
-		quiet.Stop()
-		deadline.Stop()
-		pending = false
-		cur := batch
-		batch = Batch{Rev: cur.Rev}
-		if err := b.rebuild(ctx, cur); err != nil {
-			return fmt.Errorf("rebuild at revision %d: %w", cur.Rev, err)
+	var rev int64
+	st := newPending(b.cfg.Debounce, b.cfg.MaxDelay)
+	eps := newPending(b.cfg.EndpointDebounce, b.cfg.MaxDelay)
+	defer st.clear()
+	defer eps.clear()
+	flush := func(withStore bool) error {
+		// A store batch covers the endpoint signals too; an endpoint
+		// batch leaves a pending store change pending.
+		eps.clear()
+		if withStore {
+			st.clear()
+		}
+		if err := b.rebuild(ctx, Batch{Rev: rev, Store: withStore}); err != nil {
+			return fmt.Errorf("rebuild at revision %d: %w", rev, err)
 		}
 		return nil
 	}
@@ -121,32 +120,63 @@ func (b *Batcher) Run(ctx context.Context, events <-chan store.Event) error {
 			return nil
 		case ev, ok := <-events:
 			if !ok {
-				if pending {
-					if err := flush(); err != nil {
+				if st.pending || eps.pending {
+					if err := flush(st.pending); err != nil {
 						return err
 					}
 				}
 				return ErrEventsClosed
 			}
-			batch.Rev = max(batch.Rev, ev.Revision)
-			batch.Store = batch.Store || ev.Type != 0
-			if !pending {
-				pending = true
-				deadline.Reset(b.cfg.MaxDelay)
-			}
-			if batch.Store {
-				quiet.Reset(b.cfg.Debounce)
+			rev = max(rev, ev.Revision)
+			if ev.Type != 0 {
+				st.add()
 			} else {
-				quiet.Reset(b.cfg.EndpointDebounce)
+				eps.add()
 			}
-		case <-quiet.C:
-			if err := flush(); err != nil {
+		case <-st.quiet.C:
+			if err := flush(true); err != nil {
 				return err
 			}
-		case <-deadline.C:
-			if err := flush(); err != nil {
+		case <-st.deadline.C:
+			if err := flush(true); err != nil {
+				return err
+			}
+		case <-eps.quiet.C:
+			if err := flush(false); err != nil {
+				return err
+			}
+		case <-eps.deadline.C:
+			if err := flush(false); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// pending is one kind of batch being collected: its quiet time restarts at
+// each change, its deadline runs from the first.
+type pending struct {
+	pending            bool
+	debounce, maxDelay time.Duration
+	quiet, deadline    *time.Timer
+}
+
+func newPending(debounce, maxDelay time.Duration) *pending {
+	p := &pending{debounce: debounce, maxDelay: maxDelay, quiet: time.NewTimer(time.Hour), deadline: time.NewTimer(time.Hour)}
+	p.clear()
+	return p
+}
+
+func (p *pending) add() {
+	if !p.pending {
+		p.pending = true
+		p.deadline.Reset(p.maxDelay)
+	}
+	p.quiet.Reset(p.debounce)
+}
+
+func (p *pending) clear() {
+	p.pending = false
+	p.quiet.Stop()
+	p.deadline.Stop()
 }

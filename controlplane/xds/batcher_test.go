@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -117,6 +118,33 @@ func TestBatcherEndpointBatches(t *testing.T) {
 	all := rb.getBatches()
 	if last := all[len(all)-1]; len(all) != len(got)+1 || last != (xds.Batch{Rev: 7, Store: true}) {
 		t.Errorf("batches after a store change and a signal: %+v", all[len(got):])
+	}
+}
+
+// TestBatcherEndpointsDoNotWaitForStore sends a store change, whose batch
+// waits for Debounce (an hour here), then an endpoint signal: the signal
+// is rebuilt as an endpoint batch at once, the store change stays pending
+// until the stream closes.
+func TestBatcherEndpointsDoNotWaitForStore(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var rb rebuilds
+	events := make(chan store.Event)
+	b, err := xds.NewBatcher(xds.BatcherConfig{Debounce: time.Hour, EndpointDebounce: time.Millisecond, MaxDelay: 2 * time.Hour}, rb.rebuild)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Run(context.Background(), events) }()
+	events <- store.Event{Revision: 3, Type: store.EventPut, Key: "k"}
+	events <- store.Event{}
+	waitFor(t, func() bool { return len(rb.getBatches()) > 0 })
+	close(events)
+	if err := <-done; !errors.Is(err, xds.ErrEventsClosed) {
+		t.Fatalf("Run: %v, want ErrEventsClosed", err)
+	}
+	want := []xds.Batch{{Rev: 3}, {Rev: 3, Store: true}}
+	if got := rb.getBatches(); !slices.Equal(got, want) {
+		t.Errorf("batches %+v, want %+v", got, want)
 	}
 }
 

@@ -11,7 +11,7 @@
 //     type by a content hash and checked with Consistent before it is
 //     returned.
 //   - Batcher coalesces the store's change stream into few rebuilds, and
-//     tells batches of endpoint signals only apart.
+//     the endpoint signals into batches of their own.
 //   - Syncer is the controller loop: it watches the store, the endpoint
 //     registry and the DNS discovery (controlplane/dnsdisco), and on each
 //     batch with a store change lists everything, syncs the service
