@@ -3,6 +3,7 @@
 package translate
 
 import (
+	"maps"
 	"slices"
 	"sync"
 
@@ -94,13 +95,6 @@ type edsAssignment struct {
 	pref   appmesh.IPPreference
 }
 
-// Current reports whether p, translated by w or an earlier world of the
-// same resources, is still what w would translate: whether w's endpoint
-// source gives the answers p was translated with.
-func (w *World) Current(p *Proxy) bool {
-	return p.deps.current(w.in.Endpoints)
-}
-
 // UpdateEndpoints returns p (translated by a world of the same resources as
 // w) with the endpoints of w's source: p itself when it is current, a copy
 // whose changed load assignments alone are made again when only endpoints
@@ -116,10 +110,7 @@ func (w *World) UpdateEndpoints(p *Proxy) (q *Proxy, ok bool) {
 	if p.edsDropped {
 		return nil, false
 	}
-	now := make(deps, len(p.deps))
-	for k, a := range p.deps {
-		now[k] = a
-	}
+	now := maps.Clone(p.deps)
 	for _, k := range changed {
 		a := ask(w.in.Endpoints, k)
 		if a.managed != p.deps[k].managed {
@@ -131,8 +122,12 @@ func (w *World) UpdateEndpoints(p *Proxy) (q *Proxy, ok bool) {
 		NodeID: p.NodeID, Listeners: p.Listeners, Routes: p.Routes, Clusters: p.Clusters,
 		Endpoints: slices.Clone(p.Endpoints), deps: now, eds: p.eds,
 	}
+	remake := make(map[NodeKey]bool, len(changed))
+	for _, k := range changed {
+		remake[k] = true
+	}
 	for _, e := range p.eds {
-		if !slices.Contains(changed, e.node) {
+		if !remake[e.node] {
 			continue
 		}
 		name := p.Endpoints[e.index].GetClusterName()
