@@ -18,7 +18,10 @@
 // started, so that a node whose instances all went away has an empty load
 // assignment rather than falling back to DNS) and gives each node's
 // workloads for its NodeState. Changed signals every change of content; a
-// renewal that sends what is registered already is not a change.
+// renewal that sends what is registered already is not a change. A view
+// after a change starts from a copy of the last one and computes again only
+// what the change touched, so that one node's change costs little in a
+// registry of tens of thousands of endpoints.
 //
 // # Static stability
 //

@@ -84,6 +84,13 @@ type Registry struct {
 	managed map[translate.NodeKey]bool // every virtual node ever registered
 	view    *View                      // nil when stale
 	changed chan struct{}
+	// last is the last view built; the next one copies it and computes
+	// again only the virtual nodes and nodes that changed since (dirty),
+	// and the managed set when it grew.
+	last           *View
+	dirtyKeys      map[translate.NodeKey]bool
+	dirtyNodes     map[string]bool
+	managedChanged bool
 }
 
 // New returns an empty Registry.
@@ -102,9 +109,10 @@ func New(cfg Config, log *slog.Logger) (*Registry, error) {
 	}
 	return &Registry{
 		ttl: cfg.TTL, now: cfg.Now, log: log,
-		nodes:   map[string]*lease{},
-		managed: map[translate.NodeKey]bool{},
-		changed: make(chan struct{}, 1),
+		nodes:     map[string]*lease{},
+		managed:   map[translate.NodeKey]bool{},
+		changed:   make(chan struct{}, 1),
+		dirtyKeys: map[translate.NodeKey]bool{}, dirtyNodes: map[string]bool{},
 	}, nil
 }
 
@@ -131,9 +139,17 @@ func (r *Registry) Register(node string, instances []Instance) error {
 		cur.expires = expires
 		return nil
 	}
+	if ok {
+		r.dirtyLocked(node, cur.instances)
+	}
+	r.dirtyLocked(node, norm)
 	r.nodes[node] = &lease{instances: norm, expires: expires}
 	for _, in := range norm {
-		r.managed[translate.NodeKey{Mesh: in.Mesh, Name: in.VirtualNode}] = true
+		k := translate.NodeKey{Mesh: in.Mesh, Name: in.VirtualNode}
+		if !r.managed[k] {
+			r.managed[k] = true
+			r.managedChanged = true
+		}
 	}
 	if !ok {
 		r.log.Info("registered node", keyNode, node, keyInstances, len(norm))
@@ -148,9 +164,11 @@ func (r *Registry) Register(node string, instances []Instance) error {
 func (r *Registry) Deregister(node string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.nodes[node]; !ok {
+	cur, ok := r.nodes[node]
+	if !ok {
 		return
 	}
+	r.dirtyLocked(node, cur.instances)
 	delete(r.nodes, node)
 	r.log.Info("deregistered node", keyNode, node)
 	r.changedLocked()
@@ -165,6 +183,7 @@ func (r *Registry) Expire() int {
 	n := 0
 	for node, l := range r.nodes {
 		if !now.Before(l.expires) {
+			r.dirtyLocked(node, l.instances)
 			delete(r.nodes, node)
 			n++
 			r.log.Warn("registration expired: the node's agent did not renew it", keyNode, node, keyInstances, len(l.instances), keyTTL, r.ttl)
@@ -199,43 +218,131 @@ func (r *Registry) changedLocked() {
 	}
 }
 
-// View returns a consistent, immutable copy of the registrations.
+// dirtyLocked notes that node and the virtual nodes of instances changed.
+func (r *Registry) dirtyLocked(node string, instances []Instance) {
+	r.dirtyNodes[node] = true
+	for _, in := range instances {
+		r.dirtyKeys[translate.NodeKey{Mesh: in.Mesh, Name: in.VirtualNode}] = true
+	}
+}
+
+// View returns a consistent, immutable copy of the registrations. After a
+// change it copies the last view and computes again only what changed (one
+// pass over the registrations for the endpoints of the changed virtual
+// nodes), so that a change of one node costs little in a large registry;
+// the result is the same as a view built from scratch.
 func (r *Registry) View() *View {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.view != nil {
 		return r.view
 	}
+	if r.last == nil {
+		r.view = r.buildLocked()
+	} else {
+		r.view = r.updateLocked(r.last)
+	}
+	r.last = r.view
+	clear(r.dirtyKeys)
+	clear(r.dirtyNodes)
+	r.managedChanged = false
+	return r.view
+}
+
+// buildLocked builds a view from scratch.
+func (r *Registry) buildLocked() *View {
 	v := &View{
 		endpoints: map[translate.NodeKey][]translate.Endpoint{},
-		managed:   make(map[translate.NodeKey]bool, len(r.managed)),
+		managed:   maps.Clone(r.managed),
 		workloads: make(map[string][]translate.Workload, len(r.nodes)),
 	}
-	for k := range r.managed {
-		v.managed[k] = true
-	}
 	for node, l := range r.nodes {
-		v.nodes = append(v.nodes, node)
-		wls := make([]translate.Workload, 0, len(l.instances))
+		v.workloads[node] = workloads(l)
 		for _, in := range l.instances {
-			wls = append(wls, translate.Workload{ID: in.ID, CgroupPath: in.CgroupPath, Mesh: in.Mesh, VirtualNode: in.VirtualNode})
 			k := translate.NodeKey{Mesh: in.Mesh, Name: in.VirtualNode}
-			for _, a := range in.Addresses {
-				for _, p := range in.Ports {
-					v.endpoints[k] = append(v.endpoints[k], translate.Endpoint{Address: a, Port: p, Node: node, Healthy: in.Healthy, Attributes: in.Attributes})
+			v.endpoints[k] = appendEndpoints(v.endpoints[k], node, in)
+		}
+	}
+	for _, eps := range v.endpoints {
+		sortEndpoints(eps)
+	}
+	v.nodes = slices.Sorted(maps.Keys(r.nodes))
+	return v
+}
+
+// updateLocked builds a view from last and the dirty sets.
+func (r *Registry) updateLocked(last *View) *View {
+	v := &View{
+		endpoints: maps.Clone(last.endpoints),
+		managed:   last.managed,
+		workloads: maps.Clone(last.workloads),
+	}
+	if r.managedChanged {
+		v.managed = maps.Clone(r.managed)
+	}
+	for node := range r.dirtyNodes {
+		if l, ok := r.nodes[node]; ok {
+			v.workloads[node] = workloads(l)
+		} else {
+			delete(v.workloads, node)
+		}
+	}
+	if len(r.dirtyKeys) > 0 {
+		fresh := make(map[translate.NodeKey][]translate.Endpoint, len(r.dirtyKeys))
+		for node, l := range r.nodes {
+			for _, in := range l.instances {
+				k := translate.NodeKey{Mesh: in.Mesh, Name: in.VirtualNode}
+				if r.dirtyKeys[k] {
+					fresh[k] = appendEndpoints(fresh[k], node, in)
 				}
 			}
 		}
-		v.workloads[node] = wls
+		for k := range r.dirtyKeys {
+			if eps, ok := fresh[k]; ok {
+				sortEndpoints(eps)
+				v.endpoints[k] = eps
+			} else {
+				delete(v.endpoints, k)
+			}
+		}
 	}
-	slices.Sort(v.nodes)
-	for _, eps := range v.endpoints {
-		slices.SortFunc(eps, func(a, b translate.Endpoint) int {
-			return cmp.Or(a.Address.Compare(b.Address), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Node, b.Node))
-		})
-	}
-	r.view = v
+	v.nodes = slices.Sorted(maps.Keys(r.nodes))
 	return v
+}
+
+func workloads(l *lease) []translate.Workload {
+	wls := make([]translate.Workload, 0, len(l.instances))
+	for _, in := range l.instances {
+		wls = append(wls, translate.Workload{ID: in.ID, CgroupPath: in.CgroupPath, Mesh: in.Mesh, VirtualNode: in.VirtualNode})
+	}
+	return wls
+}
+
+// appendEndpoints appends an instance's endpoints: one per address and
+// port.
+func appendEndpoints(eps []translate.Endpoint, node string, in Instance) []translate.Endpoint {
+	for _, a := range in.Addresses {
+		for _, p := range in.Ports {
+			eps = append(eps, translate.Endpoint{Address: a, Port: p, Node: node, Healthy: in.Healthy, Attributes: in.Attributes})
+		}
+	}
+	return eps
+}
+
+func sortEndpoints(eps []translate.Endpoint) {
+	slices.SortFunc(eps, func(a, b translate.Endpoint) int {
+		return cmp.Or(a.Address.Compare(b.Address), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Node, b.Node), compareBool(a.Healthy, b.Healthy))
+	})
+}
+
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // View is an immutable copy of the registrations. It implements

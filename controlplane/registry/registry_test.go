@@ -4,7 +4,10 @@ package registry_test
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -223,5 +226,111 @@ func TestConfigValidate(t *testing.T) {
 	r, err := registry.New(registry.Config{}, nil)
 	if err != nil || r.TTL() != registry.DefaultTTL {
 		t.Errorf("default ttl: %v %v", r, err)
+	}
+}
+
+// TestViewUpdatesEqualFreshViews registers, deregisters and expires nodes
+// at random and checks after each change that the view (copied from the
+// last one, with only what changed computed again) equals a view built from
+// scratch.
+func TestViewUpdatesEqualFreshViews(t *testing.T) {
+	r, c := newRegistry(t)
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 2))
+	nodes := []string{"node-a", "node-b", "node-c"}
+	vns := []string{"web", "db", "api", "front"}
+	var keys []translate.NodeKey
+	for _, vn := range vns {
+		keys = append(keys, translate.NodeKey{Mesh: "demo", Name: vn})
+	}
+	for step := range 300 {
+		node := nodes[rng.IntN(len(nodes))]
+		switch op := rng.IntN(8); {
+		case op < 5:
+			var ins []registry.Instance
+			for i := range rng.IntN(4) {
+				in := registry.Instance{
+					ID: uint32(i + 1), CgroupPath: fmt.Sprint("kubepods/pod-", i), Mesh: "demo", VirtualNode: vns[rng.IntN(len(vns))],
+					Ports: []uint32{uint32(8080 + rng.IntN(2))}, Healthy: rng.IntN(3) > 0,
+				}
+				for range rng.IntN(3) {
+					in.Addresses = append(in.Addresses, netip.AddrFrom4([4]byte{10, 0, byte(rng.IntN(2)), byte(1 + rng.IntN(3))}))
+				}
+				ins = append(ins, in)
+			}
+			if err := r.Register(node, ins); err != nil {
+				t.Fatal(err)
+			}
+		case op == 5:
+			r.Deregister(node)
+		case op == 6:
+			c.Add(20 * time.Second) // some leases lapse
+			r.Expire()
+		default:
+			// no change: the cached view
+		}
+		got, want := r.View(), r.FreshView()
+		if !slices.Equal(got.Nodes(), want.Nodes()) {
+			t.Fatalf("step %d: nodes %v, want %v", step, got.Nodes(), want.Nodes())
+		}
+		for _, n := range nodes {
+			if !slices.Equal(got.Workloads(n), want.Workloads(n)) {
+				t.Fatalf("step %d: workloads of %s %v, want %v", step, n, got.Workloads(n), want.Workloads(n))
+			}
+		}
+		for _, k := range keys {
+			ge, gm := got.Endpoints(k)
+			we, wm := want.Endpoints(k)
+			if gm != wm || !slices.EqualFunc(ge, we, translate.Endpoint.Equal) {
+				t.Fatalf("step %d: endpoints of %v %v (managed %v), want %v (%v)", step, k, ge, gm, we, wm)
+			}
+		}
+	}
+}
+
+// BenchmarkView is the view after one endpoint of a registry of 10 nodes
+// and 30,000 instances (test/bench's 10,000 services) moved: updated from
+// the last view, and built from scratch as before.
+func BenchmarkView(b *testing.B) {
+	const nodes, services = 10, 10000
+	ins := make([][]registry.Instance, nodes)
+	for i := range services {
+		for k := range 3 {
+			n := (i*3 + k) % nodes
+			ins[n] = append(ins[n], registry.Instance{
+				ID: uint32(len(ins[n]) + 1), CgroupPath: fmt.Sprintf("svc-%d-%d", i, k), Mesh: "cp", VirtualNode: fmt.Sprint("svc-", i),
+				Addresses: []netip.Addr{netip.AddrFrom4([4]byte{10, byte(100 + k), byte(i >> 8), byte(i)})}, Ports: []uint32{8080}, Healthy: true,
+			})
+		}
+	}
+	for _, fresh := range []bool{false, true} {
+		b.Run(fmt.Sprint("fresh=", fresh), func(b *testing.B) {
+			r, err := registry.New(registry.Config{TTL: time.Hour}, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for n := range nodes {
+				if err := r.Register(fmt.Sprint("node-", n), ins[n]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			r.View()
+			b.ResetTimer()
+			for i := range b.N {
+				b.StopTimer()
+				moved := slices.Clone(ins[0])
+				moved[i%len(moved)].Addresses = []netip.Addr{netip.AddrFrom4([4]byte{10, 200, byte(i >> 8), byte(i)})}
+				if err := r.Register("node-0", moved); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if fresh {
+					r.FreshView()
+				} else {
+					r.View()
+				}
+			}
+		})
 	}
 }

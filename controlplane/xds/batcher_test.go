@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -20,15 +21,23 @@ import (
 
 // rebuilds records the revisions the batcher rebuilt at.
 type rebuilds struct {
-	mu   sync.Mutex
-	revs []int64
+	mu      sync.Mutex
+	revs    []int64
+	batches []xds.Batch
 }
 
-func (r *rebuilds) rebuild(_ context.Context, rev int64) error {
+func (r *rebuilds) rebuild(_ context.Context, b xds.Batch) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.revs = append(r.revs, rev)
+	r.revs = append(r.revs, b.Rev)
+	r.batches = append(r.batches, b)
 	return nil
+}
+
+func (r *rebuilds) getBatches() []xds.Batch {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]xds.Batch(nil), r.batches...)
 }
 
 func (r *rebuilds) get() []int64 {
@@ -69,6 +78,73 @@ func TestBatcherCoalescesBurst(t *testing.T) {
 	}
 	if n := len(rb.get()); n > 5 {
 		t.Errorf("%d rebuilds for a burst of 1000 events, want at most 5", n)
+	}
+}
+
+// TestBatcherEndpointBatches sends endpoint signals (events without a
+// type): they are rebuilt after EndpointDebounce, as an endpoint-only
+// batch, while a store change would wait for Debounce (an hour here); a
+// batch with both is a store batch. 1,000 signals coalesce into few
+// batches.
+func TestBatcherEndpointBatches(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var rb rebuilds
+	events := make(chan store.Event)
+	b, err := xds.NewBatcher(xds.BatcherConfig{Debounce: time.Hour, EndpointDebounce: 5 * time.Millisecond, MaxDelay: 2 * time.Hour}, rb.rebuild)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Run(context.Background(), events) }()
+	for range 1000 {
+		events <- store.Event{}
+	}
+	waitFor(t, func() bool { return len(rb.getBatches()) > 0 })
+	got := rb.getBatches()
+	if len(got) > 5 {
+		t.Errorf("%d rebuilds for a burst of 1000 endpoint signals, want at most 5", len(got))
+	}
+	for _, bt := range got {
+		if bt.Store || bt.Rev != 0 {
+			t.Errorf("endpoint-only burst rebuilt as %+v", bt)
+		}
+	}
+	events <- store.Event{Revision: 7, Type: store.EventPut, Key: "k"}
+	events <- store.Event{}
+	close(events)
+	if err := <-done; !errors.Is(err, xds.ErrEventsClosed) {
+		t.Fatalf("Run: %v, want ErrEventsClosed", err)
+	}
+	all := rb.getBatches()
+	if last := all[len(all)-1]; len(all) != len(got)+1 || last != (xds.Batch{Rev: 7, Store: true}) {
+		t.Errorf("batches after a store change and a signal: %+v", all[len(got):])
+	}
+}
+
+// TestBatcherEndpointsDoNotWaitForStore sends a store change, whose batch
+// waits for Debounce (an hour here), then an endpoint signal: the signal
+// is rebuilt as an endpoint batch at once, the store change stays pending
+// until the stream closes.
+func TestBatcherEndpointsDoNotWaitForStore(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	var rb rebuilds
+	events := make(chan store.Event)
+	b, err := xds.NewBatcher(xds.BatcherConfig{Debounce: time.Hour, EndpointDebounce: time.Millisecond, MaxDelay: 2 * time.Hour}, rb.rebuild)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b.Run(context.Background(), events) }()
+	events <- store.Event{Revision: 3, Type: store.EventPut, Key: "k"}
+	events <- store.Event{}
+	waitFor(t, func() bool { return len(rb.getBatches()) > 0 })
+	close(events)
+	if err := <-done; !errors.Is(err, xds.ErrEventsClosed) {
+		t.Fatalf("Run: %v, want ErrEventsClosed", err)
+	}
+	want := []xds.Batch{{Rev: 3}, {Rev: 3, Store: true}}
+	if got := rb.getBatches(); !slices.Equal(got, want) {
+		t.Errorf("batches %+v, want %+v", got, want)
 	}
 }
 
@@ -144,7 +220,7 @@ func TestBatcherRebuildError(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	boom := errors.New("boom")
 	events := make(chan store.Event, 1)
-	b, err := xds.NewBatcher(xds.BatcherConfig{Debounce: time.Millisecond, MaxDelay: time.Millisecond}, func(context.Context, int64) error { return boom })
+	b, err := xds.NewBatcher(xds.BatcherConfig{Debounce: time.Millisecond, MaxDelay: time.Millisecond}, func(context.Context, xds.Batch) error { return boom })
 	if err != nil {
 		t.Fatal(err)
 	}

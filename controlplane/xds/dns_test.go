@@ -187,6 +187,9 @@ type dnsEnv struct {
 	resolver *tableResolver
 	cache    *countingCache
 	syncer   *xds.Syncer
+	// passes counts the Syncer's translations (rebuilds and refreshes
+	// each give the DNS discovery the DNS nodes once).
+	passes atomic.Int64
 }
 
 // newDNSEnv is newSyncerEnv with controller-side DNS resolution through a
@@ -223,8 +226,11 @@ func newDNSEnv(t *testing.T) *dnsEnv {
 		Store: st, Resources: env.lister, Addresses: alloc, Cache: env.cache,
 		Endpoints:        func() xds.EndpointView { return reg.View() },
 		EndpointsChanged: reg.Changed(),
-		DNS:              func(nodes []translate.DNSNode) xds.DNSView { return d.Sync(nodes) },
-		DNSChanged:       d.Changed(),
+		DNS: func(nodes []translate.DNSNode) xds.DNSView {
+			env.passes.Add(1)
+			return d.Sync(nodes)
+		},
+		DNSChanged: d.Changed(),
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -279,12 +285,13 @@ func TestSyncerDNS(t *testing.T) {
 			return typ == want.typ && cmp.Equal(addrs, want.addrs)
 		})
 	}
-	// settle waits for the Syncer to be idle and returns its rebuilds.
+	// settle waits for the Syncer to be idle and returns its
+	// translations (rebuilds and refreshes).
 	settle := func() int64 {
 		for {
-			n := env.lister.n.Load()
+			n := env.passes.Load()
 			time.Sleep(400 * time.Millisecond) // > the batcher's 100 ms debounce
-			if env.lister.n.Load() == n {
+			if env.passes.Load() == n {
 				return n
 			}
 		}
@@ -296,6 +303,7 @@ func TestSyncerDNS(t *testing.T) {
 		t.Error("a name that does not resolve was a change")
 	}
 	rebuilds := settle()
+	listed := env.lister.n.Load()
 
 	// It resolves: LOADBALANCER is the first address, on the listener port.
 	env.resolver.set("web.demo.local", "10.9.0.1", "10.9.0.2")
@@ -318,6 +326,9 @@ func TestSyncerDNS(t *testing.T) {
 	waitFor("web's new endpoint", state{typ: clusterv3.Cluster_EDS, addrs: []string{"10.9.0.3:8080"}})
 	if n := settle(); n != rebuilds+1 {
 		t.Errorf("re-resolution caused %d rebuilds, want 1", n-rebuilds)
+	}
+	if n := env.lister.n.Load(); n != listed {
+		t.Errorf("DNS changes listed the store %d times; they are endpoint changes only", n-listed)
 	}
 
 	// ENDPOINTS: every address (the load assignment sorts them). The

@@ -10,12 +10,18 @@
 //     extended with weft's NodeState type (NodeStateType), versioned per
 //     type by a content hash and checked with Consistent before it is
 //     returned.
-//   - Batcher coalesces the store's change stream into few rebuilds.
+//   - Batcher coalesces the store's change stream into few rebuilds, and
+//     the endpoint signals into batches of their own.
 //   - Syncer is the controller loop: it watches the store, the endpoint
 //     registry and the DNS discovery (controlplane/dnsdisco), and on each
-//     batch lists everything, syncs the service addresses, translates (with
-//     the registry's endpoints first and resolved DNS nodes' second), and
-//     sets the snapshots whose versions changed in the ADS snapshot cache;
+//     batch with a store change lists everything, syncs the service
+//     addresses, translates (with the registry's endpoints first and
+//     resolved DNS nodes' second), and sets the snapshots whose versions
+//     changed in the ADS snapshot cache; on a batch of endpoint signals
+//     only it refreshes: it keeps the last rebuild's compiled world and
+//     translations and translates again only the proxies and node states
+//     whose endpoints changed (World.UpdateEndpoints, StateCache), with the
+//     same result as a rebuild;
 //     it keeps the translation problems in memory and answers
 //     ResourceProblem, which the resource service shows in the resources'
 //     status (never written to the store).

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -32,6 +33,10 @@ type Snapshot struct {
 	nodeStates       map[string]types.ResourceWithTTL
 	nodeStateVersion string
 	nodeStateHashes  map[string]string
+	// eds and edsDigests are the load assignments in name order and the
+	// digest of each, which withEndpoints reuses for those it keeps.
+	eds        []*endpointv3.ClusterLoadAssignment
+	edsDigests [][sha256.Size]byte
 }
 
 var _ cachev3.ResourceSnapshot = (*Snapshot)(nil)
@@ -45,11 +50,14 @@ func NewSnapshot(p *translate.Proxy, state *nodeapiv1.NodeState) (*Snapshot, err
 	s := &Snapshot{Snapshot: &cachev3.Snapshot{}, nodeStates: map[string]types.ResourceWithTTL{}}
 	if p != nil {
 		set := func(t types.ResponseType, items []types.Resource) error {
-			v, err := contentVersion(items)
+			digests, err := digestAll(items, nil, nil)
 			if err != nil {
 				return err
 			}
-			s.Resources[t] = cachev3.NewResources(v, items)
+			s.Resources[t] = cachev3.NewResources(version(digests), items)
+			if t == types.Endpoint {
+				s.eds, s.edsDigests = p.Endpoints, digests
+			}
 			return nil
 		}
 		if err := errors.Join(
@@ -62,17 +70,46 @@ func NewSnapshot(p *translate.Proxy, state *nodeapiv1.NodeState) (*Snapshot, err
 		}
 	}
 	if state != nil {
-		v, err := contentVersion([]types.Resource{state})
-		if err != nil {
-			return nil, fmt.Errorf("snapshot of node state %s: %w", state.GetNode(), err)
+		if state.GetVersion() == "" {
+			return nil, fmt.Errorf("snapshot of node state %s: no version", state.GetNode())
 		}
+		// The node state's version is already a content hash of the rest
+		// of it (translate.World.NodeState).
 		s.nodeStates[state.GetNode()] = types.ResourceWithTTL{Resource: state}
-		s.nodeStateVersion = v
+		s.nodeStateVersion = state.GetVersion()
 	}
 	if err := s.Consistent(); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// withEndpoints returns a snapshot of q, which is the proxy of s with only
+// load assignments changed (translate.World.UpdateEndpoints): it shares
+// every other type with s and hashes only the load assignments that
+// changed. q has the same load assignment names as s, in the same order, so
+// it is consistent because s is.
+func (s *Snapshot) withEndpoints(q *translate.Proxy) (*Snapshot, error) {
+	if len(s.eds) != len(q.Endpoints) {
+		return nil, fmt.Errorf("snapshot of %s: %d load assignments, was %d", q.NodeID, len(q.Endpoints), len(s.eds))
+	}
+	for i, cla := range q.Endpoints {
+		if cla.GetClusterName() != s.eds[i].GetClusterName() {
+			return nil, fmt.Errorf("snapshot of %s: load assignment %s where %s was", q.NodeID, cla.GetClusterName(), s.eds[i].GetClusterName())
+		}
+	}
+	items := asResources(q.Endpoints)
+	digests, err := digestAll(items, s.eds, s.edsDigests)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of %s: %w", q.NodeID, err)
+	}
+	n := &Snapshot{
+		Snapshot:   &cachev3.Snapshot{Resources: s.Resources},
+		nodeStates: s.nodeStates, nodeStateVersion: s.nodeStateVersion,
+		eds: q.Endpoints, edsDigests: digests,
+	}
+	n.Resources[types.Endpoint] = cachev3.NewResources(version(digests), items)
+	return n, nil
 }
 
 func asResources[T types.Resource](items []T) []types.Resource {
@@ -83,19 +120,33 @@ func asResources[T types.Resource](items []T) []types.Resource {
 	return out
 }
 
-// contentVersion hashes resources (in the given order, which the translator
-// keeps sorted by name) with deterministic marshalling.
-func contentVersion(items []types.Resource) (string, error) {
-	h := sha256.New()
-	for _, it := range items {
+// digestAll returns the SHA-256 of each resource's deterministic
+// marshalling; where items[i] is prev[i] (the same message), it takes
+// prevDigests[i] instead.
+func digestAll(items []types.Resource, prev []*endpointv3.ClusterLoadAssignment, prevDigests [][sha256.Size]byte) ([][sha256.Size]byte, error) {
+	out := make([][sha256.Size]byte, len(items))
+	for i, it := range items {
+		if i < len(prev) && i < len(prevDigests) && types.Resource(prev[i]) == it {
+			out[i] = prevDigests[i]
+			continue
+		}
 		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(it)
 		if err != nil {
-			return "", fmt.Errorf("marshal %s: %w", cachev3.GetResourceName(it), err)
+			return nil, fmt.Errorf("marshal %s: %w", cachev3.GetResourceName(it), err)
 		}
-		fmt.Fprintf(h, "%d:", len(b))
-		h.Write(b)
+		out[i] = sha256.Sum256(b)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:8]), nil
+	return out, nil
+}
+
+// version is a type's version: SHA-256 over its resources' digests (in
+// the translator's order, by name), first 8 bytes, hex.
+func version(digests [][sha256.Size]byte) string {
+	h := sha256.New()
+	for _, d := range digests {
+		h.Write(d[:])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // Consistent checks the Envoy part (every route configuration named by a
@@ -153,12 +204,8 @@ func (s *Snapshot) ConstructVersionMap() error {
 		return nil
 	}
 	hashes := make(map[string]string, len(s.nodeStates))
-	for name, r := range s.nodeStates {
-		v, err := contentVersion([]types.Resource{r.Resource})
-		if err != nil {
-			return err
-		}
-		hashes[name] = v
+	for name := range s.nodeStates {
+		hashes[name] = s.nodeStateVersion // one node state per snapshot
 	}
 	s.nodeStateHashes = hashes
 	return nil

@@ -36,6 +36,8 @@ const (
 	keyDuration = "duration"
 	keyRetryIn  = "retryIn"
 	keyWarmUp   = "warmUp"
+	keyReused   = "reused"
+	keyPatched  = "patched"
 )
 
 // ResourceLister lists every resource (resources.Service.All).
@@ -124,7 +126,8 @@ type Syncer struct {
 	metrics *syncerMetrics
 
 	// Owned by the rebuild (Run's goroutine, one at a time).
-	published map[string]map[string]string // node id → type URL → version
+	published map[string]published // by node id
+	last      *built               // nil until a Rebuild succeeded
 
 	mu       sync.Mutex
 	problems []translate.Problem
@@ -153,10 +156,13 @@ func NewSyncer(cfg SyncerConfig, deps SyncerDeps, log *slog.Logger) (*Syncer, er
 	}
 	s := &Syncer{
 		cfg: cfg, deps: deps, log: log,
-		published: map[string]map[string]string{},
+		published: map[string]published{},
 		metrics:   newSyncerMetrics(deps.Registerer),
 	}
-	b, err := NewBatcher(cfg.Batcher, func(ctx context.Context, _ int64) error {
+	b, err := NewBatcher(cfg.Batcher, func(ctx context.Context, b Batch) error {
+		if !b.Store {
+			return s.Refresh(ctx)
+		}
 		_, err := s.Rebuild(ctx)
 		return err
 	})
@@ -256,6 +262,11 @@ func (s *Syncer) follow(ctx context.Context, rev int64) error {
 				if !ok {
 					return
 				}
+				if vip.OwnsKey(e.Key) {
+					// The addresses the last rebuild's Sync wrote: it
+					// translated with them already.
+					continue
+				}
 				ev = e
 			case <-s.deps.EndpointsChanged: // nil: never
 			case <-s.deps.DNSChanged: // nil: never
@@ -272,7 +283,7 @@ func (s *Syncer) follow(ctx context.Context, rev int64) error {
 
 // Rebuild translates the current store and registry and publishes the
 // snapshots whose versions changed. It returns the store revision it read.
-// Run calls it; it must not run concurrently with itself.
+// Run calls it; it must not run concurrently with itself or Refresh.
 func (s *Syncer) Rebuild(ctx context.Context) (int64, error) {
 	start := time.Now()
 	rev, err := s.rebuild(ctx)
@@ -283,6 +294,49 @@ func (s *Syncer) Rebuild(ctx context.Context) (int64, error) {
 	s.metrics.rebuilds.WithLabelValues("ok").Inc()
 	s.metrics.duration.Observe(time.Since(start).Seconds())
 	return rev, nil
+}
+
+// Refresh publishes what changed in the registry and the DNS discovery
+// since the last Rebuild or Refresh, with the resources of the last
+// Rebuild: it translates again only the proxies and node states whose
+// endpoints changed (a proxy whose changed nodes stay managed gets new load
+// assignments alone), and gives the same snapshots as a Rebuild would. It
+// rebuilds when there was none yet. Run calls it for batches without store
+// changes; it must not run concurrently with itself or Rebuild.
+func (s *Syncer) Refresh(ctx context.Context) error {
+	if s.last == nil {
+		_, err := s.Rebuild(ctx)
+		return err
+	}
+	start := time.Now()
+	if err := s.translate(ctx, start); err != nil {
+		s.metrics.refreshes.WithLabelValues("error").Inc()
+		return err
+	}
+	s.metrics.refreshes.WithLabelValues("ok").Inc()
+	s.metrics.refreshDuration.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// built is what a Rebuild compiled, kept for Refresh: the resources, their
+// compiled world (without endpoints) and the translations made from it.
+type built struct {
+	res      []appmesh.Resource
+	rev      int64
+	world    *translate.World
+	problems []translate.Problem // Compile's
+	proxyIDs []string
+	dnsNodes []translate.DNSNode
+	states   *translate.StateCache
+	proxies  map[string]*proxyEntry
+	nodes    map[string]*Snapshot // node → its node state's snapshot
+}
+
+// proxyEntry is the last translation of one proxy.
+type proxyEntry struct {
+	p        *translate.Proxy
+	snap     *Snapshot
+	problems []translate.Problem
 }
 
 func (s *Syncer) rebuild(ctx context.Context) (int64, error) {
@@ -301,24 +355,66 @@ func (s *Syncer) rebuild(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var view EndpointView
-	in := translate.Input{Resources: res, Addresses: addrs}
-	if s.deps.Endpoints != nil {
-		view = s.deps.Endpoints()
-		in.Endpoints = view
-	}
-	w := translate.Compile(in)
-	probs := map[translate.Problem]bool{}
-	for _, p := range w.Problems() {
-		probs[p] = true
+	w := translate.Compile(translate.Input{Resources: res, Addresses: addrs})
+	s.last = &built{
+		res: res, rev: rev, world: w, problems: w.Problems(), proxyIDs: w.ProxyIDs(),
+		states: translate.NewStateCache(), proxies: map[string]*proxyEntry{}, nodes: map[string]*Snapshot{},
 	}
 	if s.deps.DNS != nil {
-		w = s.withDNS(w, view, probs)
+		s.last.dnsNodes = w.DNSNodes()
 	}
+	if err := s.translate(ctx, start); err != nil {
+		s.last = nil
+		return 0, err
+	}
+	return rev, nil
+}
+
+// translate translates the last build's world with the current endpoints,
+// reusing what they leave unchanged, and publishes.
+func (s *Syncer) translate(ctx context.Context, start time.Time) error {
+	b := s.last
+	probs := map[translate.Problem]bool{}
+	for _, p := range b.problems {
+		probs[p] = true
+	}
+	var view EndpointView
+	var src translate.EndpointSource
+	if s.deps.Endpoints != nil {
+		view = s.deps.Endpoints()
+		src = view
+	}
+	if s.deps.DNS != nil {
+		src = s.withDNS(b.dnsNodes, view, probs)
+	}
+	w := b.world.WithEndpoints(translate.Memoize(src))
 	snaps := map[string]*Snapshot{}
 	keep := map[string]bool{} // node ids whose new snapshot failed: they keep theirs
-	proxies := w.ProxyIDs()
-	for _, id := range proxies {
+	reused, patched := 0, 0
+	for _, id := range b.proxyIDs {
+		e := b.proxies[id]
+		if e != nil {
+			if q, ok := w.UpdateEndpoints(e.p); ok {
+				if q == e.p {
+					reused++
+				} else if snap, err := e.snap.withEndpoints(q); err == nil {
+					e = &proxyEntry{p: q, snap: snap, problems: e.problems}
+					b.proxies[id] = e
+					patched++
+				} else {
+					s.log.Error("update load assignments; translating the proxy again", keyNodeID, id, keyError, err)
+					e = nil
+				}
+				if e != nil {
+					for _, pr := range e.problems {
+						probs[pr] = true
+					}
+					snaps[id] = e.snap
+					continue
+				}
+			}
+		}
+		delete(b.proxies, id)
 		p, ps := w.Proxy(id)
 		for _, pr := range ps {
 			probs[pr] = true
@@ -335,6 +431,7 @@ func (s *Syncer) rebuild(ctx context.Context) (int64, error) {
 			continue
 		}
 		snaps[id] = snap
+		b.proxies[id] = &proxyEntry{p: p, snap: snap, problems: ps}
 	}
 	var nodes []string
 	if view != nil {
@@ -345,32 +442,50 @@ func (s *Syncer) rebuild(ctx context.Context) (int64, error) {
 			s.log.Error("node name is also a proxy's node id; no node state for it", keyNodeID, node)
 			continue
 		}
-		st, ps := w.NodeState(node, view.Workloads(node))
+		st, ps := w.CachedNodeState(b.states, node, view.Workloads(node))
 		for _, pr := range ps {
 			probs[pr] = true
+		}
+		if prev := b.nodes[node]; prev != nil && prev.GetVersion(NodeStateType) == st.GetVersion() {
+			snaps[node] = prev
+			continue
 		}
 		snap, err := NewSnapshot(nil, st)
 		if err != nil {
 			s.log.Error("build node state snapshot; node keeps its previous one", keyNodeID, node, keyError, err)
 			keep[node] = true
+			delete(b.nodes, node)
 			continue
 		}
 		snaps[node] = snap
+		b.nodes[node] = snap
 	}
+	for node := range b.nodes {
+		if _, ok := snaps[node]; !ok {
+			delete(b.nodes, node)
+		}
+	}
+	b.states.Retain(nodes)
 	updated, cleared, err := s.publish(ctx, snaps, keep)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	s.setProblems(slices.Collect(maps.Keys(probs)), res)
-	s.metrics.nodes.WithLabelValues("proxy").Set(float64(len(proxies)))
+	s.setProblems(slices.Collect(maps.Keys(probs)), b.res)
+	s.metrics.nodes.WithLabelValues("proxy").Set(float64(len(b.proxyIDs)))
 	s.metrics.nodes.WithLabelValues("agent").Set(float64(len(nodes)))
 	lvl := slog.LevelDebug
 	if updated > 0 || cleared > 0 {
 		lvl = slog.LevelInfo
 	}
-	s.log.Log(ctx, lvl, "rebuilt snapshots", keyRevision, rev, keyProxies, len(proxies), keyNodes, len(nodes),
-		keyUpdated, updated, keyCleared, cleared, keyDuration, time.Since(start))
-	return rev, nil
+	s.log.Log(ctx, lvl, "translated snapshots", keyRevision, b.rev, keyProxies, len(b.proxyIDs), keyNodes, len(nodes),
+		keyReused, reused, keyPatched, patched, keyUpdated, updated, keyCleared, cleared, keyDuration, time.Since(start))
+	return nil
+}
+
+// published is the snapshot last set for a node id and its versions.
+type published struct {
+	snap     *Snapshot
+	versions map[string]string // type URL → version
 }
 
 // publish sets the snapshots whose versions differ from the published ones
@@ -378,19 +493,21 @@ func (s *Syncer) rebuild(ctx context.Context) (int64, error) {
 func (s *Syncer) publish(ctx context.Context, snaps map[string]*Snapshot, keep map[string]bool) (updated, cleared int, err error) {
 	for _, id := range slices.Sorted(maps.Keys(snaps)) {
 		snap := snaps[id]
+		if s.published[id].snap == snap {
+			continue // reused by a refresh
+		}
 		v := snap.Versions()
-		if maps.Equal(v, s.published[id]) {
+		if maps.Equal(v, s.published[id].versions) {
+			// The same content: the cache keeps the snapshot it has.
+			s.published[id] = published{snap: snap, versions: v}
 			continue
 		}
-		if err := snap.Consistent(); err != nil {
-			s.log.Error("refused inconsistent snapshot; node keeps its previous one", keyNodeID, id, keyError, err)
-			keep[id] = true
-			continue
-		}
+		// Every snapshot was checked when it was built (NewSnapshot,
+		// withEndpoints).
 		if err := s.deps.Cache.SetSnapshot(ctx, id, snap); err != nil {
 			return updated, cleared, fmt.Errorf("set snapshot of %s: %w", id, err)
 		}
-		s.published[id] = v
+		s.published[id] = published{snap: snap, versions: v}
 		s.metrics.updates.Inc()
 		updated++
 	}
@@ -413,11 +530,12 @@ func (s *Syncer) publish(ctx context.Context, snaps map[string]*Snapshot, keep m
 }
 
 // withDNS gives the DNS nodes the registry does not manage to the DNS
-// discovery and returns the world with the registry's endpoints first and
-// the resolved DNS nodes' second; the discovery's problems go to probs.
-func (s *Syncer) withDNS(w *translate.World, reg EndpointView, probs map[translate.Problem]bool) *translate.World {
+// discovery and returns the endpoint source with the registry's endpoints
+// first and the resolved DNS nodes' second; the discovery's problems go to
+// probs.
+func (s *Syncer) withDNS(all []translate.DNSNode, reg EndpointView, probs map[translate.Problem]bool) translate.EndpointSource {
 	var nodes []translate.DNSNode
-	for _, n := range w.DNSNodes() {
+	for _, n := range all {
 		if reg != nil {
 			if _, managed := reg.Endpoints(n.Node); managed {
 				continue // registered instances win over DNS
@@ -429,7 +547,7 @@ func (s *Syncer) withDNS(w *translate.World, reg EndpointView, probs map[transla
 	for _, p := range dv.Problems() {
 		probs[p] = true
 	}
-	return w.WithEndpoints(chainedEndpoints{first: reg, then: dv})
+	return chainedEndpoints{first: reg, then: dv}
 }
 
 // chainedEndpoints answers from first when it manages the node, else from
@@ -511,11 +629,13 @@ func (s *Syncer) setProblems(ps []translate.Problem, res []appmesh.Resource) {
 }
 
 type syncerMetrics struct {
-	rebuilds *prometheus.CounterVec
-	duration prometheus.Histogram
-	updates  prometheus.Counter
-	problems prometheus.Gauge
-	nodes    *prometheus.GaugeVec
+	rebuilds        *prometheus.CounterVec
+	duration        prometheus.Histogram
+	refreshes       *prometheus.CounterVec
+	refreshDuration prometheus.Histogram
+	updates         prometheus.Counter
+	problems        prometheus.Gauge
+	nodes           *prometheus.GaugeVec
 }
 
 func newSyncerMetrics(reg prometheus.Registerer) *syncerMetrics {
@@ -528,6 +648,15 @@ func newSyncerMetrics(reg prometheus.Registerer) *syncerMetrics {
 			Name:    "weft_controller_xds_rebuild_duration_seconds",
 			Help:    "Time of a successful rebuild: list, allocate addresses, translate, publish.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
+		}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "weft_controller_xds_refreshes_total",
+			Help: "Incremental updates of the snapshots whose endpoints changed (no store change), by result.",
+		}, []string{"result"}),
+		refreshDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "weft_controller_xds_refresh_duration_seconds",
+			Help:    "Time of a successful refresh: read the registry and DNS, update the affected snapshots, publish.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8),
 		}),
 		updates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "weft_controller_xds_snapshot_updates_total",
@@ -543,7 +672,7 @@ func newSyncerMetrics(reg prometheus.Registerer) *syncerMetrics {
 		}, []string{"kind"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.rebuilds, m.duration, m.updates, m.problems, m.nodes)
+		reg.MustRegister(m.rebuilds, m.duration, m.refreshes, m.refreshDuration, m.updates, m.problems, m.nodes)
 	}
 	return m
 }

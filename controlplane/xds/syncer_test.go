@@ -304,3 +304,23 @@ func TestSyncerUnchangedWorldSetsNothing(t *testing.T) {
 		t.Errorf("problems: %v", ps)
 	}
 }
+
+// TestSyncerIgnoresOwnAddressWrites starts a Syncer on a world without
+// service addresses: its first rebuild allocates them (a store write),
+// and that write, which the rebuild translated with already, is not
+// another rebuild.
+func TestSyncerIgnoresOwnAddressWrites(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	env := newDNSEnv(t)
+	createWorld(t, env.svc)
+	stop := runSyncer(t, env.syncer)
+	defer stop()
+	waitUntil(t, "front's snapshot", func() bool {
+		_, err := env.cache.GetSnapshot(frontID)
+		return err == nil
+	})
+	time.Sleep(400 * time.Millisecond) // > the batcher's 100 ms debounce
+	if n := env.lister.n.Load(); n != 1 {
+		t.Errorf("%d rebuilds, want 1 (the address allocation is no change to translate)", n)
+	}
+}

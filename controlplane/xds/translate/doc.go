@@ -9,9 +9,17 @@
 // Translation is pure: Compile indexes an Input (the resources, the service
 // addresses of package vip and an EndpointSource) and checks every route
 // once; World.Proxy and World.NodeState read the result and may run
-// concurrently; Translate does every proxy at once. Nothing is cached
-// between calls and output lists are sorted, so the same input always gives
-// the same resources, byte for byte under deterministic marshalling.
+// concurrently; Translate does every proxy at once. Output lists are
+// sorted, so the same input always gives the same resources, byte for byte
+// under deterministic marshalling.
+//
+// For endpoint changes, a translation can be reused: a Proxy records the
+// endpoint answers it was made from, and World.UpdateEndpoints returns it
+// unchanged, or with only its changed load assignments made again, when
+// the resources are the same (a view of the same Compile); a StateCache
+// does the same for node states service by service (CachedNodeState).
+// Both give exactly what a fresh translation gives. Memoize makes an
+// endpoint source answer each virtual node once per view.
 //
 // A resource that cannot be translated never blocks the others: it is left
 // out (a route with a regex RE2 rejects, a target that does not resolve, a

@@ -4,6 +4,7 @@ package translate
 
 import (
 	"cmp"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -37,6 +38,13 @@ type Endpoint struct {
 	// serviceDiscovery.awsCloudMap lists attributes takes only the
 	// endpoints that carry every one of them. Read only.
 	Attributes map[string]string
+}
+
+// Equal reports whether e and o are the same endpoint with the same health
+// and attributes.
+func (e Endpoint) Equal(o Endpoint) bool {
+	return e.Address == o.Address && e.Port == o.Port && e.Node == o.Node && e.Healthy == o.Healthy &&
+		maps.Equal(e.Attributes, o.Attributes)
 }
 
 // EndpointSource gives the endpoints of virtual nodes. The workload registry
@@ -90,6 +98,13 @@ type Proxy struct {
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
+
+	// deps and eds let World.UpdateEndpoints tell whether the proxy is
+	// current and remake only its changed load assignments; edsDropped
+	// is set when finish left out an invalid load assignment.
+	deps       deps
+	eds        []edsAssignment
+	edsDropped bool
 }
 
 // Result is the translation of every virtual node and gateway of the input.

@@ -6,9 +6,13 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"hash/fnv"
+	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 
@@ -42,17 +46,108 @@ const maxL4Backends = 256
 //
 // Version is a content hash of the rest.
 func (w *World) NodeState(node string, workloads []Workload) (*nodeapiv1.NodeState, []Problem) {
-	st := &nodeapiv1.NodeState{Node: node}
-	var probs []Problem
+	return w.CachedNodeState(NewStateCache(), node, workloads)
+}
+
+// StateCache keeps the services of node states between calls of
+// CachedNodeState, so that a node state is assembled from the services it
+// had, and only the services whose endpoints changed are computed again.
+// A service of a node state depends only on the compiled resources, on the
+// client policies of the workloads that use it and on the endpoints of its
+// targets; an entry is used again when the world is a view of the same
+// compile and the endpoint source gives the answers it was computed with.
+// The result is the same as without a cache, version included. It is safe
+// for concurrent use.
+type StateCache struct {
+	mu       sync.Mutex
+	compiled *World // the Compile the entries belong to
+	policies map[*appmesh.ClientPolicy]int
+	entries  map[serviceUse]*serviceEntry
+	plans    map[string]*nodePlan // by node
+	callers  map[*appmesh.VirtualNodeSpec]*vnUses
+}
+
+// NewStateCache returns an empty cache.
+func NewStateCache() *StateCache { return &StateCache{} }
+
+// serviceUse is a virtual service as the workloads of a node use it: the
+// indexes of their (non-nil) client policies, sorted.
+type serviceUse struct {
+	key      vip.Key
+	policies string
+}
+
+type serviceEntry struct {
+	svc  *nodeapiv1.Service // nil: left out (dangling backend or problem)
+	prob *Problem
+	deps deps
+	hash [sha256.Size]byte // of svc, deterministic marshalling
+	// checked is the memoized source the deps were last found current
+	// in: within one pass over a view, an entry is checked once.
+	checked *memo
+}
+
+// nodePlan is what a node state takes from its workloads alone, and the
+// state last assembled from it.
+type nodePlan struct {
+	workloads []Workload // sorted by id
+	header    []byte     // the state without services and version, marshalled
+	meshes    []*nodeapiv1.Mesh
+	wls       []*nodeapiv1.Workload
+	st        *nodeapiv1.NodeState // last assembled; nil before
+	uses      []serviceUse         // sorted by service
+	policies  [][]*appmesh.ClientPolicy
+	entries   []*serviceEntry
+	probs     []Problem
+}
+
+// CachedNodeState is NodeState with the services of earlier node states
+// taken from c where they are still current.
+func (w *World) CachedNodeState(c *StateCache, node string, workloads []Workload) (*nodeapiv1.NodeState, []Problem) {
 	wls := slices.Clone(workloads)
 	slices.SortFunc(wls, func(a, b Workload) int { return cmp.Compare(a.ID, b.ID) })
-
-	meshNames := map[string]bool{}
-	type svcUse struct {
-		mesh, name string
-		policies   []*appmesh.ClientPolicy
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reset(w)
+	p := c.plans[node]
+	if p == nil || !slices.Equal(p.workloads, wls) {
+		p = c.plan(w, node, wls)
+		c.plans[node] = p
 	}
-	uses := map[vip.Key]*svcUse{}
+	same := p.st != nil
+	entries := make([]*serviceEntry, len(p.uses))
+	for i, use := range p.uses {
+		e := c.current(w, p.entries[i], use, p.policies[i])
+		entries[i] = e
+		same = same && e == p.entries[i]
+	}
+	if same {
+		return p.st, slices.Clone(p.probs)
+	}
+	st := &nodeapiv1.NodeState{Node: node, Meshes: p.meshes, Workloads: p.wls}
+	var probs []Problem
+	h := sha256.New()
+	h.Write(p.header)
+	for _, e := range entries {
+		if e.prob != nil {
+			probs = append(probs, *e.prob)
+		}
+		if e.svc != nil {
+			st.Services = append(st.Services, e.svc)
+			h.Write(e.hash[:])
+		}
+	}
+	st.Version = hex.EncodeToString(h.Sum(nil)[:8])
+	sortProblems(probs)
+	p.st, p.entries, p.probs = st, entries, probs
+	return st, slices.Clone(probs)
+}
+
+// plan computes what the state of node takes from its workloads.
+func (c *StateCache) plan(w *World, node string, wls []Workload) *nodePlan {
+	st := &nodeapiv1.NodeState{Node: node}
+	meshNames := map[string]bool{}
+	var callers []*vnUses // distinct virtual nodes with backends
 	for _, wl := range wls {
 		meshNames[wl.Mesh] = true
 		out := &nodeapiv1.Workload{Id: wl.ID, CgroupPath: wl.CgroupPath, Mesh: wl.Mesh, VirtualNode: wl.VirtualNode}
@@ -66,14 +161,8 @@ func (w *World) NodeState(node string, workloads []Workload) (*nodeapiv1.NodeSta
 			out.ListenerPorts = append(out.ListenerPorts, uint32(*pm.Port))
 		}
 		slices.Sort(out.ListenerPorts)
-		for _, b := range backends(vn) {
-			k := vip.Key{Mesh: wl.Mesh, Service: b.service}
-			u := uses[k]
-			if u == nil {
-				u = &svcUse{mesh: wl.Mesh, name: b.service}
-				uses[k] = u
-			}
-			u.policies = append(u.policies, b.policy)
+		if u := c.vnUses(wl.Mesh, vn); len(u.uses) > 0 && !slices.Contains(callers, u) {
+			callers = append(callers, u)
 		}
 	}
 
@@ -91,45 +180,185 @@ func (w *World) NodeState(node string, workloads []Workload) (*nodeapiv1.NodeSta
 		st.Meshes = append(st.Meshes, out)
 	}
 
-	keys := make([]vip.Key, 0, len(uses))
-	for k := range uses {
-		keys = append(keys, k)
+	p := &nodePlan{workloads: wls, header: marshalHeader(st), meshes: st.Meshes, wls: st.Workloads}
+	switch len(callers) {
+	case 0:
+	case 1:
+		// The usual node: one calling virtual node (however many
+		// workloads), whose list every node running it shares.
+		p.uses, p.policies = callers[0].uses, callers[0].policies
+	default:
+		uses := map[vip.Key][]*appmesh.ClientPolicy{}
+		for _, u := range callers {
+			for i, use := range u.uses {
+				uses[use.key] = append(uses[use.key], u.policies[i]...)
+			}
+		}
+		keys := slices.SortedFunc(maps.Keys(uses), compareKeys)
+		for _, k := range keys {
+			p.uses = append(p.uses, c.use(k, uses[k]))
+			p.policies = append(p.policies, uses[k])
+		}
 	}
-	slices.SortFunc(keys, func(a, b vip.Key) int { return cmp.Or(cmp.Compare(a.Mesh, b.Mesh), cmp.Compare(a.Service, b.Service)) })
-	for _, k := range keys {
-		u := uses[k]
-		m := w.meshes[u.mesh]
-		if m == nil || m.services[u.name] == nil {
-			continue // a dangling backend
-		}
-		ref := appmesh.Ref{Kind: appmesh.KindVirtualService, Mesh: u.mesh, Name: u.name}
-		addrs := w.in.Addresses[k].List()
-		if len(addrs) == 0 {
-			probs = append(probs, Problem{Ref: ref, Message: "no service address allocated"})
-			continue
-		}
-		ports, prob := w.servicePorts(m, u.name)
-		if prob != nil {
-			probs = append(probs, *prob)
-			continue
-		}
-		svc := &nodeapiv1.Service{Name: u.name, Mesh: u.mesh}
-		for _, a := range addrs {
-			svc.Addresses = append(svc.Addresses, a.String())
-		}
-		for _, sp := range ports {
-			svc.Ports = append(svc.Ports, w.servicePortState(m, sp, u.policies))
-		}
-		st.Services = append(st.Services, svc)
+	p.entries = make([]*serviceEntry, len(p.uses))
+	return p
+}
+
+func compareKeys(a, b vip.Key) int {
+	return cmp.Or(cmp.Compare(a.Mesh, b.Mesh), cmp.Compare(a.Service, b.Service))
+}
+
+// vnUses are the services a virtual node's workloads use, sorted, each
+// with its client policy.
+type vnUses struct {
+	uses     []serviceUse
+	policies [][]*appmesh.ClientPolicy
+}
+
+// vnUses returns (once per virtual node) what a virtual node uses.
+func (c *StateCache) vnUses(mesh string, vn *appmesh.VirtualNodeSpec) *vnUses {
+	if u, ok := c.callers[vn]; ok {
+		return u
 	}
-	st.Version = stateVersion(st)
-	sortProblems(probs)
-	return st, probs
+	u := &vnUses{}
+	for _, b := range backends(vn) { // sorted by service, once each
+		pol := []*appmesh.ClientPolicy{b.policy}
+		k := vip.Key{Mesh: mesh, Service: b.service}
+		u.uses = append(u.uses, c.use(k, pol))
+		u.policies = append(u.policies, pol)
+	}
+	c.callers[vn] = u
+	return u
+}
+
+// Retain forgets what the cache keeps for nodes not in nodes, so that
+// nodes that come and go between compiles do not accumulate.
+func (c *StateCache) Retain(nodes []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for node := range c.plans {
+		if !slices.Contains(nodes, node) {
+			delete(c.plans, node)
+		}
+	}
+}
+
+// reset empties the cache when w is not a view of its compile.
+func (c *StateCache) reset(w *World) {
+	if c.compiled == w.compiled && c.entries != nil {
+		return
+	}
+	c.compiled = w.compiled
+	c.policies = map[*appmesh.ClientPolicy]int{}
+	c.entries = map[serviceUse]*serviceEntry{}
+	c.plans = map[string]*nodePlan{}
+	c.callers = map[*appmesh.VirtualNodeSpec]*vnUses{}
+}
+
+// use names a service used with policies.
+func (c *StateCache) use(k vip.Key, policies []*appmesh.ClientPolicy) serviceUse {
+	var idx []int
+	for _, p := range policies {
+		if p == nil {
+			continue // applies to nothing
+		}
+		i, ok := c.policies[p]
+		if !ok {
+			i = len(c.policies)
+			c.policies[p] = i
+		}
+		idx = append(idx, i)
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	use := serviceUse{key: k}
+	if len(idx) > 0 {
+		b := make([]byte, 0, 4*len(idx))
+		for _, i := range idx {
+			b = strconv.AppendInt(b, int64(i), 10)
+			b = append(b, ',')
+		}
+		use.policies = string(b)
+	}
+	return use
+}
+
+// current returns the entry of a service use that is current for w's
+// endpoints: e (the plan's last one, may be nil) when it is, else the
+// cache's, else a new one.
+func (c *StateCache) current(w *World, e *serviceEntry, use serviceUse, policies []*appmesh.ClientPolicy) *serviceEntry {
+	m, _ := w.in.Endpoints.(*memo)
+	valid := func(e *serviceEntry) bool {
+		if e == nil {
+			return false
+		}
+		if m != nil && e.checked == m {
+			return true
+		}
+		if !e.deps.current(w.in.Endpoints) {
+			return false
+		}
+		e.checked = m
+		return true
+	}
+	if valid(e) {
+		return e
+	}
+	if e = c.entries[use]; valid(e) {
+		return e
+	}
+	e = w.serviceState(use.key, policies)
+	e.checked = m
+	c.entries[use] = e
+	return e
+}
+
+// marshalHeader marshals a message deterministically, length first: a
+// node state without services and version, or one service.
+func marshalHeader(m proto.Message) []byte {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		// Only invalid UTF-8 fails; the strings are names that passed
+		// validation. Hash the error so that the version still follows.
+		b = []byte(err.Error())
+	}
+	return fmt.Appendf(nil, "%d:%s", len(b), b)
+}
+
+// serviceState computes the node state entry of a virtual service used
+// with policies.
+func (w *World) serviceState(k vip.Key, policies []*appmesh.ClientPolicy) *serviceEntry {
+	e := &serviceEntry{deps: deps{}}
+	m := w.meshes[k.Mesh]
+	if m == nil || m.services[k.Service] == nil {
+		return e // a dangling backend
+	}
+	ref := appmesh.Ref{Kind: appmesh.KindVirtualService, Mesh: k.Mesh, Name: k.Service}
+	addrs := w.in.Addresses[k].List()
+	if len(addrs) == 0 {
+		e.prob = &Problem{Ref: ref, Message: "no service address allocated"}
+		return e
+	}
+	ports, prob := w.servicePorts(m, k.Service)
+	if prob != nil {
+		e.prob = prob
+		return e
+	}
+	svc := &nodeapiv1.Service{Name: k.Service, Mesh: k.Mesh}
+	for _, a := range addrs {
+		svc.Addresses = append(svc.Addresses, a.String())
+	}
+	for _, sp := range ports {
+		svc.Ports = append(svc.Ports, w.servicePortState(m, sp, policies, e.deps))
+	}
+	e.svc = svc
+	e.hash = sha256.Sum256(marshalHeader(svc))
+	return e
 }
 
 // servicePortState decides the mode of a service port and, for L4, its
 // backends.
-func (w *World) servicePortState(m *mesh, sp servicePort, policies []*appmesh.ClientPolicy) *nodeapiv1.ServicePort {
+func (w *World) servicePortState(m *mesh, sp servicePort, policies []*appmesh.ClientPolicy, read deps) *nodeapiv1.ServicePort {
 	out := &nodeapiv1.ServicePort{Port: uint32(sp.port), Protocol: nodeapiv1.Protocol_PROTOCOL_TCP, Mode: nodeapiv1.Mode_MODE_L7}
 	if sp.proto != appmesh.ProtocolTCP {
 		return out
@@ -157,10 +386,10 @@ func (w *World) servicePortState(m *mesh, sp servicePort, policies []*appmesh.Cl
 				return out
 			}
 		}
-		if w.in.Endpoints == nil {
-			return out
-		}
-		eps, managed := w.in.Endpoints.Endpoints(NodeKey{Mesh: m.name, Name: t.node})
+		key := NodeKey{Mesh: m.name, Name: t.node}
+		a := ask(w.in.Endpoints, key)
+		read[key] = a
+		eps, managed := a.eps, a.managed
 		if !managed {
 			return out
 		}
@@ -247,16 +476,4 @@ func meshIDs(sorted []string) map[string]uint32 {
 		ids[n] = id
 	}
 	return ids
-}
-
-// stateVersion hashes a node state without its version.
-func stateVersion(st *nodeapiv1.NodeState) string {
-	c := proto.Clone(st).(*nodeapiv1.NodeState)
-	c.Version = ""
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
-	if err != nil {
-		return ""
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8])
 }

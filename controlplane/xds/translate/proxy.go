@@ -42,6 +42,17 @@ type proxyState struct {
 	// tlsFrom names the service whose client policy decided a cluster's TLS.
 	tlsFrom  map[string]string
 	problems []Problem
+	// deps are the endpoint answers read; eds how each EDS load
+	// assignment was made (its index is set by finish).
+	deps deps
+	eds  map[string]edsAssignment
+}
+
+// endpoints asks the world's endpoint source and records the answer.
+func (ps *proxyState) endpoints(k NodeKey) ([]Endpoint, bool) {
+	a := ask(ps.w.in.Endpoints, k)
+	ps.deps[k] = a
+	return a.eps, a.managed
 }
 
 func (ps *proxyState) problem(ref appmesh.Ref, format string, args ...any) {
@@ -65,7 +76,7 @@ func (w *World) Proxy(nodeID string) (*Proxy, []Problem) {
 		w: w, m: m, ref: ref,
 		listeners: map[string]*listenerv3.Listener{}, routes: map[string]*routev3.RouteConfiguration{},
 		clusters: map[string]*clusterv3.Cluster{}, loadAssignments: map[string]*endpointv3.ClusterLoadAssignment{},
-		tlsFrom: map[string]string{},
+		tlsFrom: map[string]string{}, deps: deps{}, eds: map[string]edsAssignment{},
 	}
 	switch ref.Kind {
 	case appmesh.KindVirtualNode:
@@ -105,7 +116,7 @@ func dedup(ps []Problem) []Problem {
 // finish validates every resource, drops the invalid ones (reporting them)
 // and whatever is no longer referenced, and sorts the lists.
 func (ps *proxyState) finish(nodeID string) *Proxy {
-	p := &Proxy{NodeID: nodeID}
+	p := &Proxy{NodeID: nodeID, deps: ps.deps}
 	valid := func(kind, name string, err error) bool {
 		if err != nil {
 			ps.problem(ps.ref, "envoy rejects %s %s: %v", kind, name, err)
@@ -145,9 +156,19 @@ func (ps *proxyState) finish(nodeID string) *Proxy {
 		}
 	}
 	for _, name := range sortedKeys(ps.loadAssignments) {
-		if cla := ps.loadAssignments[name]; eds[name] && valid("load assignment", name, cla.ValidateAll()) {
-			p.Endpoints = append(p.Endpoints, cla)
+		cla := ps.loadAssignments[name]
+		if !eds[name] {
+			continue
 		}
+		if !valid("load assignment", name, cla.ValidateAll()) {
+			p.edsDropped = true
+			continue
+		}
+		if a, ok := ps.eds[name]; ok {
+			a.index = len(p.Endpoints)
+			p.eds = append(p.eds, a)
+		}
+		p.Endpoints = append(p.Endpoints, cla)
 	}
 	return p
 }
@@ -491,12 +512,9 @@ func (ps *proxyState) targetCluster(t target, policy *appmesh.ClientPolicy, via 
 	c.OutlierDetection = outlierDetection(l.OutlierDetection)
 	ps.setUpstreamProtocol(c, t.proto)
 
-	var eps []Endpoint
-	managed := false
-	if src := ps.w.in.Endpoints; src != nil {
-		eps, managed = src.Endpoints(NodeKey{Mesh: m.name, Name: t.node})
-		eps = cloudMapInstances(vn, eps)
-	}
+	key := NodeKey{Mesh: m.name, Name: t.node}
+	eps, managed := ps.endpoints(key)
+	eps = cloudMapInstances(vn, eps)
 	sd := vn.ServiceDiscovery
 	if !managed && sd != nil && sd.DNS != nil {
 		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_LOGICAL_DNS}
@@ -512,6 +530,7 @@ func (ps *proxyState) targetCluster(t target, policy *appmesh.ClientPolicy, via 
 	c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()}
 	ps.clusters[name] = c
 	ps.loadAssignments[name] = endpointsCLA(name, eps, uint32(t.port), hcPort, pref)
+	ps.eds[name] = edsAssignment{node: key, port: uint32(t.port), hcPort: hcPort, pref: pref, vn: vn}
 	return name, true
 }
 

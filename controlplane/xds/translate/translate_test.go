@@ -8,8 +8,11 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/weft-mesh/weft/controlplane/xds/vip"
 	"github.com/weft-mesh/weft/pkg/appmesh"
+	nodeapiv1 "github.com/weft-mesh/weft/pkg/nodeapi/v1"
 )
 
 // update is accepted (and unused here) so that
@@ -102,7 +105,7 @@ func TestL4WeightsRounded(t *testing.T) {
 	}
 	cr := &compiledRoute{targets: targets}
 	sp := servicePort{port: 5432, proto: appmesh.ProtocolTCP, routes: []*compiledRoute{cr}}
-	out := w.servicePortState(m, sp, nil)
+	out := w.servicePortState(m, sp, nil, deps{})
 	sums := map[string]uint32{}
 	for _, b := range out.GetBackends() {
 		sums[b.GetVirtualNode()] += b.GetWeight()
@@ -156,7 +159,7 @@ func TestCloudMapAttributes(t *testing.T) {
 		w := &World{in: Input{Endpoints: fakeSource{{Mesh: "m", Name: "db"}: eps}}}
 		m := &mesh{name: "m", nodes: map[string]*appmesh.VirtualNodeSpec{"db": tc.vn}}
 		cr := &compiledRoute{targets: []target{{node: "db", port: port, proto: appmesh.ProtocolTCP, weight: 1}}}
-		out := w.servicePortState(m, servicePort{port: 5432, proto: appmesh.ProtocolTCP, routes: []*compiledRoute{cr}}, nil)
+		out := w.servicePortState(m, servicePort{port: 5432, proto: appmesh.ProtocolTCP, routes: []*compiledRoute{cr}}, nil, deps{})
 		var got []string
 		for _, b := range out.GetBackends() {
 			got = append(got, b.GetAddress())
@@ -165,4 +168,52 @@ func TestCloudMapAttributes(t *testing.T) {
 			t.Errorf("%s: L4 backends (-want +got):\n%s", tc.name, diff)
 		}
 	}
+}
+
+// TestStateCacheRetain computes the states of two nodes through a cache,
+// forgets one, and checks that the cache still gives both the states a
+// cache-less NodeState gives.
+func TestStateCacheRetain(t *testing.T) {
+	port := int32(8080)
+	res := []appmesh.Resource{
+		{Ref: appmesh.Ref{Kind: appmesh.KindMesh, Mesh: "m", Name: "m"}, Spec: &appmesh.MeshSpec{}},
+		{Ref: appmesh.Ref{Kind: appmesh.KindVirtualNode, Mesh: "m", Name: "db"}, Spec: &appmesh.VirtualNodeSpec{
+			Listeners:        []appmesh.Listener{{PortMapping: &appmesh.PortMapping{Port: &port, Protocol: appmesh.ProtocolTCP}}},
+			ServiceDiscovery: &appmesh.ServiceDiscovery{DNS: &appmesh.DNSServiceDiscovery{Hostname: "db.m"}},
+		}},
+		{Ref: appmesh.Ref{Kind: appmesh.KindVirtualService, Mesh: "m", Name: "db.m"}, Spec: &appmesh.VirtualServiceSpec{
+			Provider: &appmesh.VirtualServiceProvider{VirtualNode: &appmesh.VirtualNodeServiceProvider{VirtualNodeName: "db"}},
+		}},
+		{Ref: appmesh.Ref{Kind: appmesh.KindVirtualNode, Mesh: "m", Name: "app"}, Spec: &appmesh.VirtualNodeSpec{
+			Backends: []appmesh.Backend{{VirtualService: &appmesh.VirtualServiceBackend{VirtualServiceName: "db.m"}}},
+		}},
+	}
+	src := fakeSource{{Mesh: "m", Name: "db"}: {{Address: netip.MustParseAddr("10.0.0.1"), Port: 8080, Healthy: true}}}
+	w := Compile(Input{Resources: res, Addresses: map[vip.Key]vip.Addresses{
+		{Mesh: "m", Service: "db.m"}: {IPv4: netip.MustParseAddr("240.240.0.1")},
+	}, Endpoints: src})
+	wls := map[string][]Workload{
+		"a": {{ID: 1, CgroupPath: "app", Mesh: "m", VirtualNode: "app"}},
+		"b": {{ID: 1, CgroupPath: "app", Mesh: "m", VirtualNode: "app"}, {ID: 2, CgroupPath: "db", Mesh: "m", VirtualNode: "db"}},
+	}
+	c := NewStateCache()
+	check := func() {
+		t.Helper()
+		for node, ws := range wls {
+			got, _ := w.CachedNodeState(c, node, ws)
+			want, _ := w.NodeState(node, ws)
+			if !proto.Equal(got, want) {
+				t.Errorf("node %s: cached state\n%v\nwant\n%v", node, got, want)
+			}
+			if len(got.GetServices()) != 1 || got.GetServices()[0].GetPorts()[0].GetMode() != nodeapiv1.Mode_MODE_L4 {
+				t.Errorf("node %s: services %v, want db.m as L4", node, got.GetServices())
+			}
+		}
+	}
+	check()
+	c.Retain([]string{"b"})
+	if _, ok := c.plans["a"]; ok || len(c.plans) != 1 {
+		t.Errorf("plans after Retain(b): %d, a kept: %v", len(c.plans), ok)
+	}
+	check()
 }

@@ -14,6 +14,9 @@ import (
 // once. Proxy and NodeState read it; it is never modified after Compile, so
 // they may run concurrently.
 type World struct {
+	// compiled is the World Compile returned; WithEndpoints keeps it, so
+	// that a StateCache knows the views of one compile.
+	compiled *World
 	in       Input
 	meshes   map[string]*mesh
 	problems []Problem
@@ -52,6 +55,7 @@ type gatewayRouteRes struct {
 // would reject are left out and reported by Problems.
 func Compile(in Input) *World {
 	w := &World{in: in, meshes: map[string]*mesh{}}
+	w.compiled = w
 	getMesh := func(name string) *mesh {
 		m := w.meshes[name]
 		if m == nil {

@@ -122,6 +122,11 @@ func New(st store.Store, cfg Config) (*Allocator, error) {
 	return &Allocator{st: st, v4: cfg.IPv4.Masked(), v6: cfg.IPv6.Masked()}, nil
 }
 
+// OwnsKey reports whether a store key is one of the allocator's. Only Sync,
+// Ensure and Release write them; the Syncer, the only caller of Sync,
+// translates with what Sync returned and therefore ignores their changes.
+func OwnsKey(key string) bool { return strings.HasPrefix(key, keyPrefix) }
+
 // Sync makes the allocations equal to want in one transaction: services of
 // want without addresses (or with addresses outside the configured ranges)
 // get them, and every allocation of a service not in want is released. It
