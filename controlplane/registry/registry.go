@@ -64,7 +64,8 @@ type Instance struct {
 }
 
 type lease struct {
-	instances []Instance // normalised: sorted, addresses and ports sorted
+	instances []Instance     // normalised: sorted, addresses and ports sorted
+	tunnel    netip.AddrPort // the node proxy's tunnel listener; invalid: none
 	expires   time.Time
 }
 
@@ -113,8 +114,15 @@ func (r *Registry) Changed() <-chan struct{} { return r.changed }
 
 // Register replaces the registration of node with instances and renews its
 // lease. It checks the instances first and registers nothing when one is
-// wrong.
+// wrong. The node registers no tunnel listener (RegisterNode).
 func (r *Registry) Register(node string, instances []Instance) error {
+	return r.RegisterNode(node, netip.AddrPort{}, instances)
+}
+
+// RegisterNode is Register for a node whose proxy serves a tunnel listener
+// at tunnel (invalid: none): the endpoints of its instances carry it, so
+// that other nodes' proxies reach them through it.
+func (r *Registry) RegisterNode(node string, tunnel netip.AddrPort, instances []Instance) error {
 	norm, err := normalize(node, instances)
 	if err != nil {
 		return err
@@ -123,11 +131,11 @@ func (r *Registry) Register(node string, instances []Instance) error {
 	defer r.mu.Unlock()
 	cur, ok := r.nodes[node]
 	expires := r.now().Add(r.ttl)
-	if ok && slices.EqualFunc(cur.instances, norm, equalInstance) {
+	if ok && cur.tunnel == tunnel && slices.EqualFunc(cur.instances, norm, equalInstance) {
 		cur.expires = expires
 		return nil
 	}
-	r.nodes[node] = &lease{instances: norm, expires: expires}
+	r.nodes[node] = &lease{instances: norm, tunnel: tunnel, expires: expires}
 	for _, in := range norm {
 		r.managed[translate.NodeKey{Mesh: in.Mesh, Name: in.VirtualNode}] = true
 	}
@@ -214,11 +222,14 @@ func (r *Registry) View() *View {
 		v.nodes = append(v.nodes, node)
 		wls := make([]translate.Workload, 0, len(l.instances))
 		for _, in := range l.instances {
-			wls = append(wls, translate.Workload{ID: in.ID, CgroupPath: in.CgroupPath, Mesh: in.Mesh, VirtualNode: in.VirtualNode})
+			wls = append(wls, translate.Workload{
+				ID: in.ID, CgroupPath: in.CgroupPath, Mesh: in.Mesh, VirtualNode: in.VirtualNode,
+				Addresses: slices.Clone(in.Addresses),
+			})
 			k := translate.NodeKey{Mesh: in.Mesh, Name: in.VirtualNode}
 			for _, a := range in.Addresses {
 				for _, p := range in.Ports {
-					v.endpoints[k] = append(v.endpoints[k], translate.Endpoint{Address: a, Port: p, Node: node, Healthy: in.Healthy})
+					v.endpoints[k] = append(v.endpoints[k], translate.Endpoint{Address: a, Port: p, Node: node, Tunnel: l.tunnel, Healthy: in.Healthy})
 				}
 			}
 		}

@@ -30,6 +30,10 @@ type Endpoint struct {
 	Port uint32
 	// Node is the id of the (physical) node the workload runs on.
 	Node string
+	// Tunnel is the tunnel listener of Node's proxy (invalid: none). A
+	// caller reaches an endpoint whose listener terminates TLS through it
+	// (the translator puts it in the endpoint's metadata).
+	Tunnel netip.AddrPort
 	// Healthy is false for an endpoint the registry knows to be down. The
 	// proxy is told (HealthStatus UNHEALTHY); the L4 datapath leaves it out.
 	Healthy bool
@@ -54,6 +58,9 @@ type Workload struct {
 	CgroupPath  string
 	Mesh        string
 	VirtualNode string
+	// Addresses are the IPs the workload serves on (the node state
+	// carries them to the node's proxy, for its tunnel listener).
+	Addresses []netip.Addr
 }
 
 // Input is everything a translation depends on.

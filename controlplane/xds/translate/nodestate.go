@@ -56,6 +56,9 @@ func (w *World) NodeState(node string, workloads []Workload) (*nodeapiv1.NodeSta
 	for _, wl := range wls {
 		meshNames[wl.Mesh] = true
 		out := &nodeapiv1.Workload{Id: wl.ID, CgroupPath: wl.CgroupPath, Mesh: wl.Mesh, VirtualNode: wl.VirtualNode}
+		for _, a := range wl.Addresses {
+			out.Addresses = append(out.Addresses, a.Unmap().String())
+		}
 		st.Workloads = append(st.Workloads, out)
 		m := w.meshes[wl.Mesh]
 		if m == nil || m.nodes[wl.VirtualNode] == nil {
