@@ -30,6 +30,11 @@ type Config struct {
 	// AdminListen is the address of /metrics, /ready and /config_dump.
 	// Empty means none.
 	AdminListen string
+	// TunnelListen is the address (host:port) of the tunnel listener:
+	// HTTP/2 CONNECT streams from other nodes' proxies to the local
+	// workloads, served by their virtual nodes' inbound listeners. Empty
+	// means none (inbound listeners are then not served).
+	TunnelListen string
 	// BindOverrides replaces, by listener name, the address a directly
 	// bound listener (a virtual gateway's) binds, e.g. for tests or when
 	// the port is taken on the host.
@@ -81,7 +86,7 @@ func (c *Config) SetDefaults() {
 // Validate reports every problem of the configuration at once.
 func (c Config) Validate() error {
 	var errs []error
-	for name, addr := range map[string]string{"outbound listen": c.OutboundListen, "admin listen": c.AdminListen} {
+	for name, addr := range map[string]string{"outbound listen": c.OutboundListen, "admin listen": c.AdminListen, "tunnel listen": c.TunnelListen} {
 		if addr == "" {
 			continue
 		}

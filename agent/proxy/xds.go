@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -144,9 +145,10 @@ type ADS struct {
 	mu        sync.Mutex
 	state     *nodeapiv1.NodeState // last node state applied
 	subs      map[string]*subscription
-	workloads map[uint64]string // last given to the target
-	missing   []string          // cgroup paths not found at the last resolve
-	applied   map[string]bool   // subscriptions that applied a configuration
+	workloads map[uint64]string     // last given to the target
+	local     map[netip.Addr]string // workload addresses last given to the target (inbound.go)
+	missing   []string              // cgroup paths not found at the last resolve
+	applied   map[string]bool       // subscriptions that applied a configuration
 
 	warm     chan struct{} // closed once every subscription applied one
 	warmOnce sync.Once
@@ -370,10 +372,15 @@ func (a *ADS) reconcile(ctx context.Context, wg *sync.WaitGroup) error {
 			}
 		}
 	}
+	local := localAddressesOf(st)
 	a.mu.Lock()
 	changed := !maps.Equal(workloads, a.workloads)
 	if changed {
 		a.workloads = workloads
+	}
+	localChanged := a.local == nil || !maps.Equal(local, a.local)
+	if localChanged {
+		a.local = local
 	}
 	if !slices.Equal(missing, a.missing) {
 		a.missing = missing
@@ -390,6 +397,11 @@ func (a *ADS) reconcile(ctx context.Context, wg *sync.WaitGroup) error {
 	a.mu.Unlock()
 	if changed {
 		a.deps.Target.SetWorkloads(workloads)
+	}
+	if t, ok := a.deps.Target.(interface {
+		SetLocalAddresses(map[netip.Addr]string)
+	}); ok && localChanged {
+		t.SetLocalAddresses(local)
 	}
 	slices.Sort(gone)
 	for _, id := range gone {

@@ -84,6 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	lf.Register(fs)
 	fs.StringVar(&cfg.OutboundListen, "outbound-listen", defaultOutbound, "listener of redirected L7 connections (empty: none)")
 	fs.StringVar(&cfg.AdminListen, "admin-listen", defaultAdmin, "address of /metrics, /ready and /config_dump (empty: none)")
+	fs.StringVar(&cfg.TunnelListen, "tunnel-listen", "", "tunnel listener (host:port, e.g. :15008): other nodes' proxies CONNECT through it to local workloads, served by their inbound listeners (empty: none; the agent's proxy.tunnelAddress registers it)")
 	fs.StringVar(&o.pinPath, "pin-path", defaultPinPath, "bpffs directory of the agent's pinned maps (original destinations)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", proxy.DefaultDrainTimeout, "how long in-flight requests may finish after SIGTERM")
 	fs.IntVar(&cfg.RetryBufferBytes, "retry-buffer-bytes", proxy.DefaultRetryBufferBytes, "request body bytes kept for retries (larger bodies are not retried)")
