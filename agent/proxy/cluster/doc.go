@@ -44,6 +44,13 @@
 // (panic mode). Hosts keep their pool, health and ejection state across
 // updates as long as their address stays in the cluster.
 //
+// A host whose LbEndpoint has the metadata filter_metadata["weft.tunnel"]
+// ({node, tunnel: "ip:port"}, the translator sets it for listeners with
+// App Mesh TLS) is reached through that node proxy's tunnel listener: each
+// connection of its pool is an HTTP/2 CONNECT stream to the host's address
+// on a shared h2c connection per tunnel (tunnel.go), with the cluster's
+// TLS inside it.
+//
 // docs/proxy-upstreams.md lists what is supported and how it maps to App
 // Mesh fields.
 package cluster

@@ -18,8 +18,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
-// tunnelServer serves h2c CONNECT streams: a stream to "echo" targets
-// echoes, anything else is refused with 404.
+// startTunnelServer serves h2c CONNECT streams: a stream to a known target
+// is echoed in upper case, anything else is refused with 404.
 func startTunnelServer(t *testing.T, targets map[string]bool) (netip.AddrPort, chan string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -109,7 +109,7 @@ func TestEndpointTunnelMetadata(t *testing.T) {
 	// compile reads the tunnel from the endpoint metadata; a bad one is an
 	// error naming it.
 	var errs []string
-	bad := func(f string, args ...any) { errs = append(errs, f) }
+	bad := func(f string, _ ...any) { errs = append(errs, f) }
 	for _, tc := range []struct {
 		md   map[string]any
 		want string
