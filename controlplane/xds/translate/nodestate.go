@@ -38,7 +38,8 @@ const maxL4Backends = 256
 //     256 backends (the agent's limit). Its backends are the
 //     healthy endpoints of the targets of the port's first route, weighted
 //     route weight x equal endpoint share. Every other port is MODE_L7.
-//   - Workloads, with their virtual node's listener ports.
+//   - Workloads, with their virtual node's listener ports, their addresses
+//     and the callers allowed through the tunnel (allowedCallers).
 //
 // Version is a content hash of the rest.
 func (w *World) NodeState(node string, workloads []Workload) (*nodeapiv1.NodeState, []Problem) {
@@ -69,6 +70,7 @@ func (w *World) NodeState(node string, workloads []Workload) (*nodeapiv1.NodeSta
 			out.ListenerPorts = append(out.ListenerPorts, uint32(*pm.Port))
 		}
 		slices.Sort(out.ListenerPorts)
+		out.AllowedCallers = w.allowedCallers(m, wl.VirtualNode)
 		for _, b := range backends(vn) {
 			k := vip.Key{Mesh: wl.Mesh, Service: b.service}
 			u := uses[k]
