@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -129,6 +130,20 @@ type Deps struct {
 	// OpenLog opens an access log file by the path the configuration
 	// names. Nil means append to the file (created 0644).
 	OpenLog func(path string) (io.Writer, error)
+	// Tunnel secures the tunnel listener (Identities): mutual TLS with
+	// the mesh CA and the callers' identities for authorization. Nil
+	// serves plaintext h2c and checks no caller.
+	Tunnel TunnelSecurity
+}
+
+// TunnelSecurity is the tunnel listener's mutual TLS.
+type TunnelSecurity interface {
+	// ServerConfig is the listener's TLS configuration; it must require and
+	// verify a client certificate.
+	ServerConfig() *tls.Config
+	// CallerID returns the node id (mesh/<mesh>/virtualNode/<name> or
+	// virtualGateway/<name>) a verified client certificate stands for.
+	CallerID(cs *tls.ConnectionState) (string, error)
 }
 
 func openLogFile(path string) (io.Writer, error) {

@@ -45,8 +45,12 @@
 // (SetLocalAddresses) and so the node id, and the stream is dispatched to
 // that node's inbound listener like an accepted connection; an update that
 // changes the listener closes its idle HTTP connections. Without a tunnel
-// listener inbound listeners are accepted but not served. The tunnel is
-// plaintext h2c for now (docs/proxy.md, "Inbound side").
+// listener inbound listeners are accepted but not served. With
+// Deps.Tunnel (Identities: SPIFFE certificates from the controller's mesh
+// CA) the tunnel listener speaks TLS 1.3 with a client certificate
+// required, and a caller must be one of the target's allowed callers
+// (SetAllowedCallers); without it the tunnel is plaintext h2c
+// (docs/proxy.md, "Inbound side").
 //
 // A chain with a DownstreamTlsContext transport socket terminates TLS
 // first (downstreamtls.go: file certificates, client certificate

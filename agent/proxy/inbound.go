@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,8 +42,34 @@ type tunnelServer struct {
 	srv   *http.Server
 	local atomic.Pointer[map[netip.Addr]string] // workload address → node id
 
+	allowed atomic.Pointer[map[string][]string] // node id → callers allowed (node ids)
+
 	mu   sync.Mutex
 	live map[*streamConn]struct{} // streams handed to an inbound listener
+}
+
+// SetAllowedCallers replaces, per local virtual node (node id), the callers
+// (node ids) allowed through the tunnel; it matters only with a secured
+// tunnel (Deps.Tunnel), whose client certificates name the caller.
+func (p *Proxy) SetAllowedCallers(m map[string][]string) {
+	c := make(map[string][]string, len(m))
+	for id, callers := range m {
+		c[id] = slices.Clone(callers)
+	}
+	p.tunnel.allowed.Store(&c)
+}
+
+// authorize checks a secured tunnel's caller against the target's allowed
+// callers.
+func (p *Proxy) authorize(cs *tls.ConnectionState, nodeID string) (string, error) {
+	caller, err := p.deps.Tunnel.CallerID(cs)
+	if err != nil {
+		return "", err
+	}
+	if m := p.tunnel.allowed.Load(); m != nil && slices.Contains((*m)[nodeID], caller) {
+		return caller, nil
+	}
+	return caller, fmt.Errorf("%s may not call %s: it lists none of its virtual services as a backend", caller, nodeID)
 }
 
 // track records a stream served by the inbound listener l of nodeID, until
@@ -152,17 +179,26 @@ func (p *Proxy) listenTunnel() error {
 		return fmt.Errorf("tunnel listener: %w", err)
 	}
 	var protos http.Protocols
-	protos.SetUnencryptedHTTP2(true)
+	var tlsCfg *tls.Config
+	if p.deps.Tunnel != nil {
+		protos.SetHTTP2(true)
+		tlsCfg = p.deps.Tunnel.ServerConfig().Clone()
+		tlsCfg.NextProtos = []string{alpnH2}
+		ln = tls.NewListener(ln, tlsCfg)
+	} else {
+		protos.SetUnencryptedHTTP2(true)
+	}
 	p.tunnel.ln = ln
 	p.tunnel.srv = &http.Server{
 		Handler:           http.HandlerFunc(p.serveTunnelStream),
 		Protocols:         &protos,
+		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: time.Minute,
 		IdleTimeout:       p.cfg.IdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return p.baseCtx },
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
-	p.log.Info("listening", keyListener, "tunnel", keyAddress, ln.Addr().String())
+	p.log.Info("listening", keyListener, "tunnel", keyAddress, ln.Addr().String(), "mtls", tlsCfg != nil)
 	return nil
 }
 
@@ -232,6 +268,15 @@ func (p *Proxy) serveTunnelStream(w http.ResponseWriter, r *http.Request) {
 		p.log.Debug("tunnel stream refused", keyRemote, r.RemoteAddr, keyTarget, r.Host, keyError, err)
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
+	}
+	if p.deps.Tunnel != nil {
+		caller, err := p.authorize(r.TLS, nc.id)
+		if err != nil {
+			p.m.rejected.WithLabelValues(rejectUnauthorized).Inc()
+			p.log.Debug("tunnel stream refused", keyRemote, r.RemoteAddr, keyTarget, r.Host, "caller", caller, keyError, err)
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
 	}
 	rc := http.NewResponseController(w)
 	w.WriteHeader(http.StatusOK)
@@ -496,6 +541,16 @@ func isClosedChan(c <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// allowedCallersOf maps the node state's virtual nodes to their allowed
+// tunnel callers.
+func allowedCallersOf(st *nodeapiv1.NodeState) map[string][]string {
+	out := map[string][]string{}
+	for _, w := range st.GetWorkloads() {
+		out["mesh/"+w.GetMesh()+"/virtualNode/"+w.GetVirtualNode()] = w.GetAllowedCallers()
+	}
+	return out
 }
 
 // localAddressesOf maps the addresses of a node state's workloads to their

@@ -120,6 +120,9 @@ type ADSDeps struct {
 	Target ADSTarget
 	// Registerer receives the weft_proxy_xds_* metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// Identities, when set, is told the virtual nodes and gateways the
+	// proxy serves (their tunnel certificates).
+	Identities interface{ Set(ids []string) }
 }
 
 // ADS feeds a proxy from the controller. It subscribes to the node's
@@ -147,6 +150,7 @@ type ADS struct {
 	subs      map[string]*subscription
 	workloads map[uint64]string     // last given to the target
 	local     map[netip.Addr]string // workload addresses last given to the target (inbound.go)
+	allowed   map[string][]string   // allowed tunnel callers last given to the target
 	missing   []string              // cgroup paths not found at the last resolve
 	applied   map[string]bool       // subscriptions that applied a configuration
 
@@ -372,7 +376,7 @@ func (a *ADS) reconcile(ctx context.Context, wg *sync.WaitGroup) error {
 			}
 		}
 	}
-	local := localAddressesOf(st)
+	local, allowed := localAddressesOf(st), allowedCallersOf(st)
 	a.mu.Lock()
 	changed := !maps.Equal(workloads, a.workloads)
 	if changed {
@@ -381,6 +385,10 @@ func (a *ADS) reconcile(ctx context.Context, wg *sync.WaitGroup) error {
 	localChanged := a.local == nil || !maps.Equal(local, a.local)
 	if localChanged {
 		a.local = local
+	}
+	allowedChanged := a.allowed == nil || !maps.EqualFunc(allowed, a.allowed, slices.Equal)
+	if allowedChanged {
+		a.allowed = allowed
 	}
 	if !slices.Equal(missing, a.missing) {
 		a.missing = missing
@@ -402,6 +410,14 @@ func (a *ADS) reconcile(ctx context.Context, wg *sync.WaitGroup) error {
 		SetLocalAddresses(map[netip.Addr]string)
 	}); ok && localChanged {
 		t.SetLocalAddresses(local)
+	}
+	if t, ok := a.deps.Target.(interface {
+		SetAllowedCallers(map[string][]string)
+	}); ok && allowedChanged {
+		t.SetAllowedCallers(allowed)
+	}
+	if a.deps.Identities != nil {
+		a.deps.Identities.Set(append(slices.Sorted(maps.Keys(want)), a.cfg.Gateways...))
 	}
 	slices.Sort(gone)
 	for _, id := range gone {

@@ -59,9 +59,11 @@
 // NATed) and node B's proxy serves no traffic, though it takes its
 // configuration all the same. In TestInboundMTLS payments' listener is
 // STRICT mTLS: proxy A reaches payments' pod through node B's tunnel
-// listener (an h2c CONNECT stream, not authenticated itself, see
-// docs/proxy.md), and node B's proxy terminates the TLS checkout's client
-// policy originates, inside the stream, with payments' inbound listener:
+// listener (an HTTP/2 CONNECT stream over mutual TLS with SPIFFE
+// certificates of the controller's mesh CA; node B checks that checkout
+// may call payments), and node B's proxy terminates the TLS checkout's
+// client policy originates, inside the stream, with payments' inbound
+// listener:
 //
 //	checkout --connect(VIP:8080)--> proxy A :15001 --TLS (client policy,
 //	  client cert checkout, SAN payments) in CONNECT <payments pod>:8080-->
@@ -94,12 +96,15 @@
 //  1. checkout → payments: 500 requests answered by the payments server,
 //     counted by proxy A for checkout and by proxy B on payments' inbound
 //     listener (rds_ingress_http_8080).
-//  2. A plaintext request through node B's tunnel to payments' pod matches
+//  2. Node B's tunnel refuses plaintext h2c, a client certificate with
+//     checkout's identity from another CA, and payments' own identity
+//     (403: payments lists no backend it serves; unauthorized).
+//  3. A plaintext request through node B's tunnel to payments' pod matches
 //     no chain of the STRICT listener: closed unanswered, no_filter_chain.
-//  3. A client certificate of the mesh CA with SAN intruder... is refused
+//  4. A client certificate of the mesh CA with SAN intruder... is refused
 //     (tls_handshake_failed); checkout's certificate on the same path gets
 //     payments' answer.
-//  4. payments switched to the certificate without its SAN (through the
+//  5. payments switched to the certificate without its SAN (through the
 //     API): every request fails with 503 "upstream connect error ...
 //     connection failure", after exactly three handshakes each (the
 //     default retry policy's two retries), then the right certificate

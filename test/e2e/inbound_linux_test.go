@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +41,8 @@ const (
 	paymentsSAN  = "payments.shop.svc.cluster.local"
 	checkoutSAN  = "checkout.shop.svc.cluster.local"
 	paymentsPort = 8080
+	// trustDomain is the controller's default SPIFFE trust domain.
+	trustDomain = "weft.mesh"
 )
 
 // s6 is the running mesh of TestInboundMTLS.
@@ -53,10 +56,12 @@ type s6 struct {
 // TestInboundMTLS runs appmesh-model.md §16 S6 on simulated nodes: checkout
 // on node-a calls payments on node-b, whose listener is STRICT mTLS with
 // file certificates the test generated. Node-a's proxy reaches payments
-// through node-b's tunnel listener (HTTP/2 CONNECT to the pod), where
-// payments' inbound listener terminates the TLS that checkout's client
-// policy originates end to end. It checks that requests are answered by
-// the payments server through both proxies, that a plaintext connection
+// through node-b's tunnel listener (HTTP/2 CONNECT to the pod over mutual
+// TLS with the controller's mesh CA), where payments' inbound listener
+// terminates the TLS that checkout's client policy originates end to end.
+// It checks that requests are answered by the payments server through both
+// proxies, that the tunnel refuses plaintext, a foreign CA and a caller
+// that does not list payments as a backend, that a plaintext connection
 // and a client certificate without checkout's SAN are refused by node-b,
 // and that checkout refuses a server certificate without payments' SAN
 // (with the default retry policy: three attempts per request).
@@ -82,6 +87,7 @@ func TestInboundMTLS(t *testing.T) {
 	})
 	t.Logf("S6 is up after %v", time.Since(begin).Round(time.Millisecond))
 	t.Run("CheckoutToPayments", w.checkoutToPayments)
+	t.Run("TunnelRefusals", w.tunnelRefusals)
 	t.Run("PlaintextRefused", w.plaintextRefused)
 	t.Run("ClientCertificateWithoutCheckoutSAN", w.wrongClientSAN)
 	t.Run("ServerCertificateWithoutPaymentsSAN", w.wrongServerSAN)
@@ -234,13 +240,31 @@ func (w *s6) waitRejected(t *testing.T, reason string, want float64) {
 }
 
 // connect opens a stream through node-b's tunnel listener to payments'
-// pod, from node-a's network (as node-a's proxy does).
+// pod, from node-a's network, as node-a's proxy does for checkout: mutual
+// TLS with a certificate of the mesh CA for checkout's identity.
 func (w *s6) connect(t *testing.T) net.Conn {
 	t.Helper()
+	c, err := w.tunnelConnect(t, w.tunnelTLS(t, w.meshCert(t, checkoutID)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// tunnelConnect CONNECTs to payments' pod through node-b's tunnel with
+// tlsCfg (nil: plaintext h2c).
+func (w *s6) tunnelConnect(t *testing.T, tlsCfg *tls.Config) (net.Conn, error) {
+	t.Helper()
 	var protos http.Protocols
-	protos.SetUnencryptedHTTP2(true)
+	scheme := "https://"
+	if tlsCfg == nil {
+		protos.SetUnencryptedHTTP2(true)
+		scheme = "http://"
+	} else {
+		protos.SetHTTP2(true)
+	}
 	tr := &http.Transport{
-		Protocols: &protos,
+		Protocols: &protos, TLSClientConfig: tlsCfg,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var conn net.Conn
 			err := w.A.Node.NS.Do(func() error {
@@ -253,8 +277,8 @@ func (w *s6) connect(t *testing.T) net.Conn {
 	}
 	t.Cleanup(tr.CloseIdleConnections)
 	pr, pw := io.Pipe()
-	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, http.MethodConnect, "http://"+w.B.TunnelAddr.String(), pr)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	req, err := http.NewRequestWithContext(ctx, http.MethodConnect, scheme+w.B.TunnelAddr.String(), pr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,13 +286,115 @@ func (w *s6) connect(t *testing.T) net.Conn {
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		cancel()
-		t.Fatalf("CONNECT %s through %s: %v", req.Host, w.B.TunnelAddr, err)
+		return nil, fmt.Errorf("CONNECT %s through %s: %w", req.Host, w.B.TunnelAddr, err)
 	}
 	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
 		cancel()
-		t.Fatalf("CONNECT %s through %s: %s", req.Host, w.B.TunnelAddr, resp.Status)
+		return nil, fmt.Errorf("CONNECT %s through %s: %s: %s", req.Host, w.B.TunnelAddr, resp.Status, strings.TrimSpace(string(b)))
 	}
-	return &streamConn{r: resp.Body, w: pw, cancel: cancel}
+	return &streamConn{r: resp.Body, w: pw, cancel: cancel}, nil
+}
+
+// meshCert issues a certificate for the SPIFFE id of node id with the
+// controller's mesh CA (its files: the test's own).
+func (w *s6) meshCert(t *testing.T, id string) tls.Certificate {
+	t.Helper()
+	dir := filepath.Join(w.Dir, "controller", "identity")
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return issue(t, ca, pair.PrivateKey, &url.URL{Scheme: "spiffe", Host: trustDomain, Path: "/" + id})
+}
+
+// tunnelTLS is a tunnel client's TLS: cert, and node-b's SPIFFE id from
+// the mesh CA expected of the listener.
+func (w *s6) tunnelTLS(t *testing.T, cert tls.Certificate) *tls.Config {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(w.Dir, "controller", "identity", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(b)
+	want := "spiffe://" + trustDomain + "/node/" + w.B.Node.Name
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+		InsecureSkipVerify: true, // verified below: the mesh CA and node-b's SPIFFE id
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			leaf := cs.PeerCertificates[0]
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots}); err != nil {
+				return err
+			}
+			if len(leaf.URIs) != 1 || leaf.URIs[0].String() != want {
+				return fmt.Errorf("tunnel listener identity %v, want %s", leaf.URIs, want)
+			}
+			return nil
+		},
+	}
+}
+
+// issue signs a client certificate for id with ca.
+func issue(t *testing.T, ca *x509.Certificate, caKey any, id *url.URL) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, URIs: []*url.URL{id},
+	}, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// tunnelRefusals: node-b's tunnel listener takes only mutual TLS with the
+// mesh CA, presents node-b's identity, and lets through only callers that
+// list payments as a backend.
+func (w *s6) tunnelRefusals(t *testing.T) {
+	unauth := w.rejected(t, "unauthorized")
+	if _, err := w.tunnelConnect(t, nil); err == nil {
+		t.Error("a plaintext h2c CONNECT was served")
+	} else {
+		t.Logf("plaintext h2c: %v", err)
+	}
+	// A client certificate with checkout's identity from another CA.
+	otherKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "other CA"}, IsCA: true, BasicConstraintsValid: true,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign,
+	}
+	otherDER, err := x509.CreateCertificate(rand.Reader, otherTmpl, otherTmpl, &otherKey.PublicKey, otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := x509.ParseCertificate(otherDER)
+	forged := issue(t, other, otherKey, &url.URL{Scheme: "spiffe", Host: trustDomain, Path: "/" + checkoutID})
+	if _, err := w.tunnelConnect(t, w.tunnelTLS(t, forged)); err == nil {
+		t.Error("a client certificate of another CA was served")
+	} else {
+		t.Logf("checkout's identity from another CA: %v", err)
+	}
+	// payments itself lists no backend: not an allowed caller of payments.
+	_, err = w.tunnelConnect(t, w.tunnelTLS(t, w.meshCert(t, paymentsID)))
+	t.Logf("payments' own identity: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), "lists none of its virtual services as a backend") {
+		t.Errorf("payments calling payments through the tunnel: %v, want 403 (not a backend)", err)
+	}
+	if got := w.rejected(t, "unauthorized") - unauth; got != 1 {
+		t.Errorf("node-b counted %v unauthorized callers, want 1", got)
+	}
 }
 
 // tlsGet does GET / through the tunnel with mTLS, presenting the client

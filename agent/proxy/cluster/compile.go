@@ -112,7 +112,7 @@ type endpointSpec struct {
 	weight     uint32
 	hcPort     uint16
 	edsHealthy bool
-	tunnel     netip.AddrPort // the node proxy's tunnel listener (EDS metadata); invalid: dial addr
+	tunnel     tunnelRef // the node proxy's tunnel listener (EDS metadata); none: dial addr
 }
 
 // spec is a compiled, validated Cluster.

@@ -48,8 +48,10 @@
 // ({node, tunnel: "ip:port"}, the translator sets it for listeners with
 // App Mesh TLS) is reached through that node proxy's tunnel listener: each
 // connection of its pool is an HTTP/2 CONNECT stream to the host's address
-// on a shared h2c connection per tunnel (tunnel.go), with the cluster's
-// TLS inside it.
+// on a shared connection per tunnel (tunnel.go), with the cluster's TLS
+// inside it. With Options.TunnelIdentity that connection is mutual TLS:
+// the certificate of the cluster's node id, and the listener's node
+// identity checked against the mesh CA; without it, plaintext h2c.
 //
 // docs/proxy-upstreams.md lists what is supported and how it maps to App
 // Mesh fields.

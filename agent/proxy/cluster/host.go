@@ -39,7 +39,7 @@ type host struct {
 	cw         int64 // smooth weighted round robin
 	lastUsed   time.Time
 	pool       *pool
-	tunnel     netip.AddrPort // reached through this tunnel listener (invalid: directly)
+	tunnel     tunnelRef // reached through this tunnel listener (none: directly)
 }
 
 func newHost(key string, addr netip.AddrPort) *host {
@@ -78,7 +78,7 @@ type pool struct {
 	tls     *tls.Config
 	tr      *http.Transport
 	scheme  string
-	tunnel  netip.AddrPort // the host's tunnel listener, when it has one
+	tunnel  tunnelRef // the host's tunnel listener, when it has one
 
 	active  atomic.Int64
 	retired atomic.Bool
@@ -145,8 +145,8 @@ func newTransport(http2 bool, idle time.Duration, maxConns int64, dial func(cont
 func (p *pool) dial(ctx context.Context) (net.Conn, error) {
 	var conn net.Conn
 	var err error
-	if p.tunnel.IsValid() {
-		conn, err = p.c.m.tunnels.dial(ctx, p.tunnel, p.h.address(), p.timeout)
+	if p.tunnel.addr.IsValid() {
+		conn, err = p.c.m.tunnels.dial(ctx, p.c.node, p.tunnel, p.h.address(), p.timeout)
 	} else {
 		d := net.Dialer{Timeout: p.timeout}
 		conn, err = d.DialContext(ctx, "tcp", p.h.address().String())

@@ -25,13 +25,17 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/weft-mesh/weft/agent/proxy"
 	"github.com/weft-mesh/weft/agent/proxy/cluster"
+	"github.com/weft-mesh/weft/controlplane/identity"
 	"github.com/weft-mesh/weft/controlplane/xds/translate"
 	"github.com/weft-mesh/weft/controlplane/xds/vip"
 	"github.com/weft-mesh/weft/pkg/appmesh"
 	"github.com/weft-mesh/weft/pkg/manifest"
+	nodeapiv1 "github.com/weft-mesh/weft/pkg/nodeapi/v1"
 )
 
 // s6YAML is appmesh-model.md §16 S6 with the certificates in DIR and
@@ -141,6 +145,61 @@ func translateS6(t *testing.T, dir, serverCert string, pod netip.Addr, tunnel ne
 // tunnel listener of node-b's proxy, whose inbound listener terminates the
 // mTLS checkout's client policy originates and forwards to the pod.
 func TestTunnelToInboundListener(t *testing.T) {
+	t.Run("h2c", func(t *testing.T) { testTunnelToInbound(t, false) })
+	t.Run("mTLS", func(t *testing.T) { testTunnelToInbound(t, true) })
+}
+
+// meshIdentities runs the controller's mesh CA in process and returns the
+// identities of node-a (serving checkout) and node-b (serving payments).
+func meshIdentities(ctx context.Context, t *testing.T, done chan<- error) (a, b *proxy.Identities) {
+	t.Helper()
+	ca, err := identity.New(identity.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := map[string][]string{"node-a": {checkoutID}, "node-b": {paymentsID}}
+	srv := grpc.NewServer()
+	nodeapiv1.RegisterIdentityServer(srv, identity.NewService(ca, func(n string) []string { return served[n] }))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	log := slog.New(slog.DiscardHandler)
+	for _, n := range []struct {
+		ids  **proxy.Identities
+		node string
+	}{{&a, "node-a"}, {&b, "node-b"}} {
+		ids, err := proxy.NewIdentities(conn, n.node, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids.Set(served[n.node])
+		go func() { done <- ids.Run(ctx) }()
+		*n.ids = ids
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, errA := a.ClientCertificate(checkoutID)
+		_, errB := b.ClientCertificate("")
+		if errA == nil && errB == nil {
+			return a, b
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no certificates: %v, %v", errA, errB)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func testTunnelToInbound(t *testing.T, secure bool) {
+	t.Helper()
 	dir := t.TempDir()
 	writeS6Certs(t, dir)
 	// payments' pod: a loopback address of its own, on the listener port.
@@ -160,14 +219,23 @@ func TestTunnelToInboundListener(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	done := make(chan error, 5)
+	workers := 3
+	var idsA, idsB *proxy.Identities
+	optsA, depsB := cluster.Options{}, proxy.Deps{}
+	if secure {
+		idsA, idsB = meshIdentities(ctx, t, done)
+		workers += 2
+		optsA.TunnelIdentity, depsB.Tunnel = idsA, idsB
+	}
 	// Node-b: the destination proxy and its cluster manager.
 	regB := prometheus.NewRegistry()
 	mb := cluster.NewManager(cluster.Options{}, log)
-	pb, err := proxy.New(proxy.Config{TunnelListen: "127.0.0.1:0", DrainTimeout: time.Second}, proxy.Deps{Clusters: mb, Registerer: regB}, log)
+	depsB.Clusters, depsB.Registerer = mb, regB
+	pb, err := proxy.New(proxy.Config{TunnelListen: "127.0.0.1:0", DrainTimeout: time.Second}, depsB, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 2)
 	go func() { done <- mb.Run(ctx) }()
 	go func() { done <- pb.Run(ctx) }()
 	<-pb.Ready()
@@ -177,15 +245,18 @@ func TestTunnelToInboundListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	pb.SetLocalAddresses(map[netip.Addr]string{pod: paymentsID})
+	pb.SetAllowedCallers(map[string][]string{paymentsID: {checkoutID}})
 
 	// Node-a: checkout's clusters.
-	ma := cluster.NewManager(cluster.Options{}, log)
+	ma := cluster.NewManager(optsA, log)
 	go func() { done <- ma.Run(ctx) }()
 	if err := ma.Update(checkoutID, res[checkoutID].Clusters, res[checkoutID].Endpoints); err != nil {
 		t.Fatal(err)
 	}
-	get := func() (string, error) {
-		cl, ok := ma.Get(checkoutID, paymentsCl)
+	var getVia func(m *cluster.Manager) (string, error)
+	get := func() (string, error) { return getVia(ma) }
+	getVia = func(m *cluster.Manager) (string, error) {
+		cl, ok := m.Get(checkoutID, paymentsCl)
 		if !ok {
 			t.Fatalf("no cluster %s", paymentsCl)
 		}
@@ -222,6 +293,25 @@ func TestTunnelToInboundListener(t *testing.T) {
 		t.Errorf("node-b counted %v requests of payments, want 20", total)
 	}
 
+	if secure {
+		// Checkout is no longer an allowed caller of payments: a new
+		// tunnel stream is refused (a fresh manager: no pooled
+		// connection).
+		pb.SetAllowedCallers(map[string][]string{paymentsID: {"mesh/demo/virtualNode/other_shop"}})
+		m2 := cluster.NewManager(optsA, log)
+		if err := m2.Update(checkoutID, res[checkoutID].Clusters, res[checkoutID].Endpoints); err != nil {
+			t.Fatal(err)
+		}
+		_, err := getVia(m2)
+		if !errors.Is(err, proxy.ErrConnectFailure) || !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), checkoutID+" may not call "+paymentsID) {
+			t.Errorf("a caller that is not allowed: %v, want a 403 connect failure", err)
+		} else {
+			t.Logf("not allowed: %v", err)
+		}
+		_ = m2.Close()
+		pb.SetAllowedCallers(map[string][]string{paymentsID: {checkoutID}})
+	}
+
 	// payments now serves a certificate without its SAN: node-b drains
 	// the connections of the old chain, and checkout refuses the new one.
 	res = translateS6(t, dir, "wrong-server", pod, tunnel)
@@ -235,7 +325,7 @@ func TestTunnelToInboundListener(t *testing.T) {
 		t.Logf("refused: %v", err)
 	}
 	cancel()
-	for range 3 {
+	for range workers {
 		if err := <-done; err != nil {
 			t.Error(err)
 		}

@@ -41,6 +41,9 @@ type Options struct {
 	// Resolver resolves STRICT_DNS and LOGICAL_DNS names; nil is
 	// net.DefaultResolver.
 	Resolver Resolver
+	// TunnelIdentity gives the tunnels to other nodes' proxies their
+	// mutual TLS; nil: plaintext h2c tunnels.
+	TunnelIdentity TunnelIdentity
 }
 
 // Manager holds weft-proxy's upstream clusters, one set per node id (each
@@ -74,7 +77,7 @@ func NewManager(opts Options, log *slog.Logger) *Manager {
 		log:      log.With(keyComponent, "upstreams"),
 		resolver: opts.Resolver,
 		nodes:    map[string]map[string]*Cluster{},
-		tunnels:  newTunnels(),
+		tunnels:  newTunnels(opts.TunnelIdentity),
 	}
 	if m.resolver == nil {
 		m.resolver = net.DefaultResolver

@@ -4,6 +4,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -22,43 +24,92 @@ import (
 // translate.TunnelMetadataKey): {"node": <node id>, "tunnel": "ip:port"}.
 const tunnelMetadataKey = "weft.tunnel"
 
+// tunnelRef is where a host is reached through: a node proxy's tunnel
+// listener and the node's id (whose SPIFFE identity the listener must
+// present). The zero value means none.
+type tunnelRef struct {
+	addr netip.AddrPort
+	node string
+}
+
 // endpointTunnel reads an endpoint's tunnel listener from its metadata;
-// invalid when it has none.
-func endpointTunnel(lbe *endpointv3.LbEndpoint, bad func(string, ...any)) netip.AddrPort {
+// the zero tunnelRef when it has none.
+func endpointTunnel(lbe *endpointv3.LbEndpoint, bad func(string, ...any)) tunnelRef {
 	md := lbe.GetMetadata().GetFilterMetadata()[tunnelMetadataKey]
 	if md == nil {
-		return netip.AddrPort{}
+		return tunnelRef{}
 	}
 	s := md.GetFields()["tunnel"].GetStringValue()
 	ap, err := netip.ParseAddrPort(s)
 	if err != nil || ap.Port() == 0 {
 		bad("endpoint metadata %s: tunnel %q: want ip:port", tunnelMetadataKey, s)
-		return netip.AddrPort{}
+		return tunnelRef{}
 	}
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	return tunnelRef{addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), node: md.GetFields()["node"].GetStringValue()}
+}
+
+// TunnelIdentity gives the tunnels their mutual TLS: the mesh CA's
+// certificates of the callers (agent/proxy's Identities implements it).
+type TunnelIdentity interface {
+	// ClientCertificate is the certificate a tunnel presents for the
+	// callers of node id (a virtual node or gateway the proxy serves).
+	ClientCertificate(nodeID string) (*tls.Certificate, error)
+	// Roots are the mesh CA certificates.
+	Roots() *x509.CertPool
+	// NodeSPIFFEID is the identity the tunnel listener of node presents.
+	NodeSPIFFEID(node string) string
 }
 
 // tunnels opens streams to other nodes' proxies: one HTTP/2 CONNECT stream
-// per upstream connection, multiplexed on a shared h2c connection per
-// tunnel listener (net/http's HTTP/2 transport opens another one when the
-// server's stream limit is reached). What goes through a stream is what
-// would have gone to the pod: plaintext or the cluster's own TLS (App Mesh
-// client policy), end to end with the destination's inbound listener.
+// per upstream connection, multiplexed on a shared connection per tunnel
+// listener (and, with mutual TLS, per caller identity; net/http's HTTP/2
+// transport opens another one when the server's stream limit is reached).
+// What goes through a stream is what would have gone to the pod: plaintext
+// or the cluster's own TLS (App Mesh client policy), end to end with the
+// destination's inbound listener.
 //
-// The outer connection is plaintext h2c: there is no mesh CA or SPIFFE
-// identity yet (docs/proxy.md, "Limits").
+// With a TunnelIdentity the connection is TLS 1.3: the caller presents the
+// certificate of the virtual node it proxies for, and the listener must
+// present its node's SPIFFE identity from the mesh CA. Without one it is
+// plaintext h2c.
 type tunnels struct {
-	tr   *http.Transport
-	once sync.Once
+	ident TunnelIdentity // nil: h2c
+
+	mu     sync.Mutex
+	trs    map[tunnelKey]*http.Transport
+	closed bool
 }
 
-func newTunnels() *tunnels {
+// tunnelKey names a transport: h2c has one for every tunnel; mutual TLS
+// one per caller identity and tunnel listener (the node pair and identity
+// pair of product.md §2).
+type tunnelKey struct {
+	caller string
+	tunnel tunnelRef
+}
+
+func newTunnels(ident TunnelIdentity) *tunnels {
+	return &tunnels{ident: ident, trs: map[tunnelKey]*http.Transport{}}
+}
+
+// transport returns the transport of caller's streams.
+func (t *tunnels) transport(caller string, tunnel tunnelRef) (*http.Transport, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, ErrClosed
+	}
+	var key tunnelKey
+	if t.ident != nil {
+		key = tunnelKey{caller: caller, tunnel: tunnel}
+	}
+	if tr := t.trs[key]; tr != nil {
+		return tr, nil
+	}
 	var protos http.Protocols
-	protos.SetUnencryptedHTTP2(true)
 	tr := &http.Transport{
 		Proxy:              nil,
 		DisableCompression: true,
-		Protocols:          &protos,
 		IdleConnTimeout:    time.Hour,
 		// Each dial is bounded by the context of the CONNECT that needs it,
 		// which carries the cluster's connect timeout.
@@ -69,20 +120,78 @@ func newTunnels() *tunnels {
 			PingTimeout:     10 * time.Second,
 		},
 	}
-	return &tunnels{tr: tr}
+	if t.ident == nil {
+		protos.SetUnencryptedHTTP2(true)
+	} else {
+		protos.SetHTTP2(true)
+		tr.TLSClientConfig = &tls.Config{
+			MinVersion: tls.VersionTLS13,
+			// The server is verified in VerifyConnection: its chain to the
+			// mesh CA and its node's SPIFFE id, not a host name.
+			InsecureSkipVerify: true, //nolint:gosec // verified in VerifyConnection against the mesh CA and the node's SPIFFE id
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				return t.verifyServer(cs, tunnel.node)
+			},
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				return t.ident.ClientCertificate(caller)
+			},
+		}
+	}
+	tr.Protocols = &protos
+	t.trs[key] = tr
+	return tr, nil
 }
 
-// close closes the idle tunnel connections.
-func (t *tunnels) close() { t.once.Do(t.tr.CloseIdleConnections) }
+// verifyServer checks a tunnel listener's certificate: issued by the mesh
+// CA, for the SPIFFE id of the node the endpoint metadata names.
+func (t *tunnels) verifyServer(cs tls.ConnectionState, node string) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("tunnel listener presented no certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	leaf := cs.PeerCertificates[0]
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: t.ident.Roots(), Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		return fmt.Errorf("tunnel listener certificate: %w", err)
+	}
+	want := t.ident.NodeSPIFFEID(node)
+	for _, u := range leaf.URIs {
+		if u.String() == want {
+			return nil
+		}
+	}
+	return fmt.Errorf("tunnel listener certificate: identity %v, want %s", leaf.URIs, want)
+}
 
-// dial opens a stream through the tunnel listener to target, within
-// timeout (the cluster's connect timeout) and ctx. Failures wrap
-// ErrConnectFailure.
-func (t *tunnels) dial(ctx context.Context, tunnel, target netip.AddrPort, timeout time.Duration) (net.Conn, error) {
+// close closes the idle tunnel connections; further dials fail.
+func (t *tunnels) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	for _, tr := range t.trs {
+		tr.CloseIdleConnections()
+	}
+}
+
+// dial opens a stream for caller (the cluster's node id) through the
+// tunnel listener to target, within timeout (the cluster's connect timeout)
+// and ctx. Failures wrap ErrConnectFailure.
+func (t *tunnels) dial(ctx context.Context, caller string, tn tunnelRef, target netip.AddrPort, timeout time.Duration) (net.Conn, error) {
+	tunnel := tn.addr
+	tr, err := t.transport(caller, tn)
+	if err != nil {
+		return nil, fmt.Errorf("%w: tunnel %s: %w", ErrConnectFailure, tunnel, err)
+	}
 	// The stream outlives ctx (a dial context); Close ends it.
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	pr, pw := io.Pipe()
-	req, err := http.NewRequestWithContext(sctx, http.MethodConnect, "http://"+tunnel.String(), pr)
+	scheme := "http://"
+	if t.ident != nil {
+		scheme = "https://"
+	}
+	req, err := http.NewRequestWithContext(sctx, http.MethodConnect, scheme+tunnel.String(), pr)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("%w: tunnel %s: %w", ErrConnectFailure, tunnel, err)
@@ -94,7 +203,7 @@ func (t *tunnels) dial(ctx context.Context, tunnel, target netip.AddrPort, timeo
 	}
 	ch := make(chan result, 1)
 	go func() {
-		resp, err := t.tr.RoundTrip(req)
+		resp, err := tr.RoundTrip(req)
 		ch <- result{resp, err}
 	}()
 	var timer <-chan time.Time

@@ -58,11 +58,11 @@ func startTunnelServer(t *testing.T, targets map[string]bool) (netip.AddrPort, c
 func TestTunnelDial(t *testing.T) {
 	target := netip.MustParseAddrPort("10.9.0.7:8080")
 	addr, seen := startTunnelServer(t, map[string]bool{target.String(): true})
-	tn := newTunnels()
+	tn := newTunnels(nil)
 	defer tn.close()
 	ctx := context.Background()
 
-	c, err := tn.dial(ctx, addr, target, time.Second)
+	c, err := tn.dial(ctx, "caller", tunnelRef{addr: addr}, target, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestTunnelDial(t *testing.T) {
 	_ = c.Close()
 
 	// Refusals are connect failures with the server's reason.
-	_, err = tn.dial(ctx, addr, netip.MustParseAddrPort("10.9.0.8:8080"), time.Second)
+	_, err = tn.dial(ctx, "caller", tunnelRef{addr: addr}, netip.MustParseAddrPort("10.9.0.8:8080"), time.Second)
 	if !errors.Is(err, ErrConnectFailure) || !strings.Contains(err.Error(), "404") || !strings.Contains(err.Error(), "no such target") {
 		t.Errorf("refused target: %v", err)
 	}
@@ -100,7 +100,7 @@ func TestTunnelDial(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := netip.MustParseAddrPort(ln.Addr().String())
 	_ = ln.Close()
-	if _, err := tn.dial(ctx, dead, target, time.Second); !errors.Is(err, ErrConnectFailure) {
+	if _, err := tn.dial(ctx, "caller", tunnelRef{addr: dead}, target, time.Second); !errors.Is(err, ErrConnectFailure) {
 		t.Errorf("dead tunnel: %v", err)
 	}
 }
@@ -121,7 +121,7 @@ func TestEndpointTunnelMetadata(t *testing.T) {
 		{map[string]any{"tunnel": "10.0.0.2:0"}, "", true},
 	} {
 		errs = nil
-		got := endpointTunnel(lbEndpointWithMetadata(t, tc.md), bad)
+		got := endpointTunnel(lbEndpointWithMetadata(t, tc.md), bad).addr
 		if (got.IsValid() && got.String() != tc.want) || (!got.IsValid() && tc.want != "") || (len(errs) > 0) != tc.bad {
 			t.Errorf("metadata %v: tunnel %v, errors %v", tc.md, got, errs)
 		}
