@@ -108,6 +108,7 @@ func (p *Proxy) drainInbound(nodeID string, nc *nodeConfig) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	same := map[*listenerv3.Listener]bool{}
+	var closed, draining int
 	for c := range t.live {
 		if c.nodeID != nodeID || c.listener == cur {
 			continue
@@ -121,7 +122,14 @@ func (p *Proxy) drainInbound(nodeID string, nc *nodeConfig) {
 			c.listener = cur
 			continue
 		}
-		c.drain()
+		if c.drain() {
+			closed++
+		} else {
+			draining++
+		}
+	}
+	if closed+draining > 0 {
+		p.log.Info("inbound listener changed; draining its connections", keyNode, nodeID, "closed_idle", closed, "draining", draining)
 	}
 }
 
@@ -141,7 +149,9 @@ func inboundConnState(c net.Conn, st http.ConnState) {
 	switch st {
 	case http.StateActive:
 		sc.httpIdle.Store(false)
-	case http.StateIdle:
+	case http.StateNew, http.StateIdle:
+		// New counts as idle: a client may have opened the connection
+		// without sending on it yet (a spare of its pool).
 		sc.httpIdle.Store(true)
 		if sc.draining.Load() {
 			_ = sc.Close()
@@ -331,19 +341,21 @@ type streamConn struct {
 	// Set by tunnelServer.track; listener is guarded by tunnelServer.mu.
 	nodeID   string
 	listener *listenerv3.Listener
-	// httpIdle is true while the HTTP server waits for the next request;
-	// draining closes the connection as soon as it is.
+	// httpIdle is true while the HTTP server waits for the first or the
+	// next request; draining closes the connection as soon as it is.
 	httpIdle atomic.Bool
 	draining atomic.Bool
 }
 
-// drain closes the connection now if the HTTP server holds it idle, or
-// when it next is (inboundConnState).
-func (c *streamConn) drain() {
+// drain closes the connection now if the HTTP server holds it idle (and
+// says so), or when it next is (inboundConnState).
+func (c *streamConn) drain() bool {
 	c.draining.Store(true)
 	if c.httpIdle.Load() {
 		_ = c.Close()
+		return true
 	}
+	return false
 }
 
 type streamChunk struct {

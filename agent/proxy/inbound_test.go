@@ -392,13 +392,25 @@ func TestInboundDrainOnChange(t *testing.T) {
 	if _, _, err := iw.get(tc, &br); err != nil {
 		t.Fatalf("after an update that kept the listener: %v", err)
 	}
-	// A new certificate: the idle connection is closed.
+	// A spare connection: TLS done, no request yet.
+	c2, err := connect(t, iw.tunnel, iw.target("payments_shop", 8080))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spare := iw.tlsClient(c2, iw.checkout, paymentsSAN)
+	if err := spare.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	// A new certificate: the idle connection and the spare are closed.
 	w2 := buildWorld(t, "s0", iw.yaml(t, "impostor"))
 	if err := iw.h.p.Update(paymentsID, w2.resources(t, paymentsID)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+	if err := eofWithin(br, 5*time.Second); !errors.Is(err, io.EOF) {
 		t.Errorf("the idle connection after the listener changed: %v, want EOF", err)
+	}
+	if err := eofWithin(bufio.NewReader(spare), 5*time.Second); !errors.Is(err, io.EOF) {
+		t.Errorf("the spare connection after the listener changed: %v, want EOF", err)
 	}
 	c, err = connect(t, iw.tunnel, iw.target("payments_shop", 8080))
 	if err != nil {
@@ -407,6 +419,22 @@ func TestInboundDrainOnChange(t *testing.T) {
 	tc = iw.tlsClient(c, iw.checkout, paymentsSAN)
 	if err := tc.Handshake(); err == nil || !strings.Contains(err.Error(), "impostor") {
 		t.Errorf("a new connection verifying payments' SAN: %v, want the impostor certificate refused", err)
+	}
+}
+
+// eofWithin reads a byte from r and returns the error, or a timeout error
+// after d (the reader is left blocked).
+func eofWithin(r *bufio.Reader, d time.Duration) error {
+	ch := make(chan error, 1)
+	go func() {
+		_, err := r.ReadByte()
+		ch <- err
+	}()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(d):
+		return fmt.Errorf("still open after %v", d)
 	}
 }
 
