@@ -122,6 +122,12 @@ type ProxyConfig struct {
 	CgroupPath string `json:"cgroupPath"`
 	// Mark exempts sockets carrying this SO_MARK from redirection (0: none).
 	Mark uint32 `json:"mark"`
+	// TunnelAddress is where the node's proxy serves its tunnel listener
+	// (weft-proxy -tunnel-listen), as other nodes reach it: ip:port. The
+	// agent registers it with the node's workloads, so that callers on
+	// other nodes reach the workloads whose listeners terminate TLS
+	// through it. Empty: the proxy serves no tunnel.
+	TunnelAddress string `json:"tunnelAddress"`
 }
 
 // DNSConfig configures the agent's DNS responder.
@@ -321,6 +327,11 @@ func (c Config) Validate() error {
 		add("proxy.address: %w", err)
 	} else if proxy.Addr().IsUnspecified() || proxy.Port() == 0 {
 		add("proxy.address: %s is not an address a connect can be redirected to", proxy)
+	}
+	if c.Proxy.TunnelAddress != "" {
+		if t, err := netip.ParseAddrPort(c.Proxy.TunnelAddress); err != nil || t.Addr().IsUnspecified() || t.Port() == 0 {
+			add("proxy.tunnelAddress: want the proxy's tunnel listener as other nodes reach it (ip:port), got %q", c.Proxy.TunnelAddress)
+		}
 	}
 	if c.Proxy.CgroupPath != "" {
 		if err := checkCgroupPath(c.Proxy.CgroupPath); err != nil {

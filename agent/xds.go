@@ -43,7 +43,7 @@ func (a *Agent) newXDS() error {
 		return err
 	}
 	log := a.log.With(keyComponent, "xds")
-	reg, err := xdsclient.NewRegistrar(conn, xdsclient.RegistrarConfig{NodeID: x.NodeID, Instances: a.instances}, log)
+	reg, err := xdsclient.NewRegistrar(conn, xdsclient.RegistrarConfig{NodeID: x.NodeID, TunnelAddress: a.cfg.Proxy.TunnelAddress, Instances: a.instances}, log)
 	if err != nil {
 		_ = conn.Close()
 		return err

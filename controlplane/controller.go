@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/weft-mesh/weft/controlplane/dnsdisco"
+	"github.com/weft-mesh/weft/controlplane/identity"
 	"github.com/weft-mesh/weft/controlplane/registry"
 	"github.com/weft-mesh/weft/controlplane/resources"
 	"github.com/weft-mesh/weft/controlplane/restapi"
@@ -56,6 +57,19 @@ type Config struct {
 	// DNS configures the resolution of serviceDiscovery.dns in the
 	// controller.
 	DNS DNSConfig `json:"dns"`
+	// Identity configures the mesh CA (package identity), served with
+	// XDSListen.
+	Identity IdentityConfig `json:"identity"`
+}
+
+// IdentityConfig configures the mesh CA that issues the node proxies'
+// tunnel certificates. Its key and certificate live in
+// <dataDir>/identity.
+type IdentityConfig struct {
+	// TrustDomain is the SPIFFE trust domain. Default "weft.mesh".
+	TrustDomain string `json:"trustDomain"`
+	// CertTTL is the validity of issued certificates. Default 24h.
+	CertTTL Duration `json:"certTTL"`
 }
 
 // DNSConfig configures how the controller resolves the DNS service
@@ -140,6 +154,9 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := (registry.Config{TTL: time.Duration(c.Registry.TTL)}).Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := (identity.Config{TrustDomain: c.Identity.TrustDomain, CertTTL: time.Duration(c.Identity.CertTTL)}).Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if w := c.Registry.WarmUp; w != nil && *w < 0 {

@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"time"
 
 	"github.com/weft-mesh/weft/controlplane/dnsdisco"
+	"github.com/weft-mesh/weft/controlplane/identity"
 	"github.com/weft-mesh/weft/controlplane/registry"
 	"github.com/weft-mesh/weft/controlplane/restapi"
 	"github.com/weft-mesh/weft/controlplane/xds"
@@ -58,7 +60,22 @@ func (c *Controller) newXDS(ctx context.Context, tokens []string, tlsCfg *tls.Co
 		if tlsCfg != nil {
 			scfg.TLS = tlsCfg.Clone()
 		}
-		c.xds, err = server.New(ctx, scfg, server.Deps{Cache: cache, Registry: c.eps.Service(), Registerer: c.reg}, c.log.With("component", "xds"))
+		ca, err := identity.New(identity.Config{
+			Dir: filepath.Join(c.cfg.DataDir, "identity"), TrustDomain: c.cfg.Identity.TrustDomain,
+			CertTTL: time.Duration(c.cfg.Identity.CertTTL),
+		})
+		if err != nil {
+			return err
+		}
+		served := func(node string) []string {
+			var ids []string
+			for _, w := range c.eps.View().Workloads(node) {
+				ids = append(ids, "mesh/"+w.Mesh+"/virtualNode/"+w.VirtualNode)
+			}
+			return ids
+		}
+		sdeps := server.Deps{Cache: cache, Registry: c.eps.Service(), Identity: identity.NewService(ca, served), Registerer: c.reg}
+		c.xds, err = server.New(ctx, scfg, sdeps, c.log.With("component", "xds"))
 		if err != nil {
 			return err
 		}

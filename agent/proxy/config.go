@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,11 @@ type Config struct {
 	// AdminListen is the address of /metrics, /ready and /config_dump.
 	// Empty means none.
 	AdminListen string
+	// TunnelListen is the address (host:port) of the tunnel listener:
+	// HTTP/2 CONNECT streams from other nodes' proxies to the local
+	// workloads, served by their virtual nodes' inbound listeners. Empty
+	// means none (inbound listeners are then not served).
+	TunnelListen string
 	// BindOverrides replaces, by listener name, the address a directly
 	// bound listener (a virtual gateway's) binds, e.g. for tests or when
 	// the port is taken on the host.
@@ -81,7 +87,7 @@ func (c *Config) SetDefaults() {
 // Validate reports every problem of the configuration at once.
 func (c Config) Validate() error {
 	var errs []error
-	for name, addr := range map[string]string{"outbound listen": c.OutboundListen, "admin listen": c.AdminListen} {
+	for name, addr := range map[string]string{"outbound listen": c.OutboundListen, "admin listen": c.AdminListen, "tunnel listen": c.TunnelListen} {
 		if addr == "" {
 			continue
 		}
@@ -124,6 +130,20 @@ type Deps struct {
 	// OpenLog opens an access log file by the path the configuration
 	// names. Nil means append to the file (created 0644).
 	OpenLog func(path string) (io.Writer, error)
+	// Tunnel secures the tunnel listener (Identities): mutual TLS with
+	// the mesh CA and the callers' identities for authorization. Nil
+	// serves plaintext h2c and checks no caller.
+	Tunnel TunnelSecurity
+}
+
+// TunnelSecurity is the tunnel listener's mutual TLS.
+type TunnelSecurity interface {
+	// ServerConfig is the listener's TLS configuration; it must require and
+	// verify a client certificate.
+	ServerConfig() *tls.Config
+	// CallerID returns the node id (mesh/<mesh>/virtualNode/<name> or
+	// virtualGateway/<name>) a verified client certificate stands for.
+	CallerID(cs *tls.ConnectionState) (string, error)
 }
 
 func openLogFile(path string) (io.Writer, error) {

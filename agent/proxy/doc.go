@@ -39,7 +39,18 @@
 // in weft_proxy_connections_rejected_total. A virtual gateway's listeners
 // (lds_ingress_..._port_<p>) are bound directly on their own address
 // (Config.BindOverrides can move them). A virtual node's inbound listener
-// is accepted but not served: see docs/proxy.md.
+// (lds_ingress_...) is served through the tunnel listener
+// (Config.TunnelListen, inbound.go): other nodes' proxies send HTTP/2
+// CONNECT <pod ip>:<port>, the target's address gives the local workload
+// (SetLocalAddresses) and so the node id, and the stream is dispatched to
+// that node's inbound listener like an accepted connection; an update that
+// changes the listener closes its idle HTTP connections. Without a tunnel
+// listener inbound listeners are accepted but not served. With
+// Deps.Tunnel (Identities: SPIFFE certificates from the controller's mesh
+// CA) the tunnel listener speaks TLS 1.3 with a client certificate
+// required, and a caller must be one of the target's allowed callers
+// (SetAllowedCallers); without it the tunnel is plaintext h2c
+// (docs/proxy.md, "Inbound side").
 //
 // A chain with a DownstreamTlsContext transport socket terminates TLS
 // first (downstreamtls.go: file certificates, client certificate

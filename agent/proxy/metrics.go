@@ -13,6 +13,8 @@ const (
 	rejectNoOrigDst     = "no_original_destination"
 	rejectSNITimeout    = "listener_filter_timeout"
 	rejectTLSHandshake  = "tls_handshake_failed"
+	rejectUnknownTarget = "unknown_target" // a tunnel CONNECT to no local workload's inbound listener
+	rejectUnauthorized  = "unauthorized"   // a tunnel caller the workload's virtual node does not serve
 )
 
 // metrics are the weft_proxy_* series. Every label value comes from the

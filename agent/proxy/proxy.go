@@ -63,8 +63,9 @@ type nodeConfig struct {
 	res     Resources
 	egress  *listener            // virtual nodes: the listener redirected connections use
 	direct  map[string]*listener // virtual gateways: listeners bound on their own address
+	inbound *listener            // virtual nodes: what the tunnel listener hands CONNECT streams to (inbound.go)
 	routes  map[string]*routeTable
-	ignored []string // listeners compiled elsewhere (inbound side, not served yet)
+	ignored []string // inbound listeners not served (no tunnel listener)
 }
 
 // boundListener is a directly bound (gateway) listener.
@@ -108,6 +109,7 @@ type Proxy struct {
 	ready       chan struct{}
 	outbound    net.Addr
 	admin       net.Addr
+	tunnel      tunnelServer // inbound.go
 
 	tcpMu    sync.Mutex
 	tcpConns map[uint64][2]net.Conn
@@ -197,9 +199,9 @@ func (p *Proxy) update(nodeID string, res Resources) error {
 	}
 	gateway := isGateway(nodeID)
 	for _, l := range res.Listeners {
-		if !gateway && !isOutbound(l) {
-			// The inbound side (mTLS termination toward local workloads)
-			// is not served by this proxy yet; see docs/proxy.md.
+		if !gateway && !isOutbound(l) && p.cfg.TunnelListen == "" {
+			// The inbound side is served through the tunnel listener only
+			// (docs/proxy.md, "Inbound side").
 			nc.ignored = append(nc.ignored, l.GetName())
 			continue
 		}
@@ -215,6 +217,11 @@ func (p *Proxy) update(nodeID string, res Resources) error {
 		switch {
 		case gateway:
 			nc.direct[cl.name] = cl
+		case !isOutbound(l):
+			if nc.inbound != nil {
+				return fmt.Errorf("listener %s: a second inbound listener (have %s)", l.GetName(), nc.inbound.name)
+			}
+			nc.inbound = cl
 		case nc.egress != nil:
 			return fmt.Errorf("listener %s: a second outbound listener (have %s)", l.GetName(), nc.egress.name)
 		default:
@@ -242,6 +249,7 @@ func (p *Proxy) update(nodeID string, res Resources) error {
 	next := &state{nodes: maps.Clone(old.nodes), workloads: old.workloads}
 	next.nodes[nodeID] = nc
 	p.state.Store(next)
+	p.drainInbound(nodeID, nc)
 	if p.running {
 		p.closeStaleDirectLocked(nodeID, nc)
 		for _, b := range opened {
@@ -266,6 +274,7 @@ func (p *Proxy) Delete(nodeID string) error {
 	next := &state{nodes: maps.Clone(old.nodes), workloads: old.workloads}
 	delete(next.nodes, nodeID)
 	p.state.Store(next)
+	p.drainInbound(nodeID, nil)
 	p.closeStaleDirectLocked(nodeID, nil)
 	p.m.forget(nodeID)
 	return nil
@@ -464,6 +473,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}
 		p.admin = adminLn.Addr()
 	}
+	if err := p.listenTunnel(); err != nil {
+		closeAll()
+		return err
+	}
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(true) // over TLS, when ALPN chose h2
@@ -478,6 +491,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 			if st == http.StateNew {
 				p.queue.tracked(c)
 			}
+			inboundConnState(c, st)
 		},
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if tc, ok := c.(*tls.Conn); ok {
@@ -523,6 +537,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if outLn != nil {
 		g.Go(func() error { return p.acceptLoop(outLn, p.handleOutbound) })
 	}
+	if p.tunnel.ln != nil {
+		g.Go(p.serveTunnel)
+	}
 	var adminSrv *http.Server
 	if adminLn != nil {
 		adminSrv = &http.Server{
@@ -560,6 +577,7 @@ func (p *Proxy) drain(outLn net.Listener) {
 	if outLn != nil {
 		_ = outLn.Close()
 	}
+	p.closeTunnelListener()
 	p.mu.Lock()
 	p.running = false
 	for addr, b := range p.bound {
@@ -605,6 +623,7 @@ func (p *Proxy) drain(outLn net.Listener) {
 		_ = pair[1].Close()
 	}
 	p.tcpMu.Unlock()
+	p.shutdownTunnel(ctx)
 	p.cancel()
 	p.log.Info("drained", keyDelay, time.Since(start))
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -119,6 +120,9 @@ type ADSDeps struct {
 	Target ADSTarget
 	// Registerer receives the weft_proxy_xds_* metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// Identities, when set, is told the virtual nodes and gateways the
+	// proxy serves (their tunnel certificates).
+	Identities interface{ Set(ids []string) }
 }
 
 // ADS feeds a proxy from the controller. It subscribes to the node's
@@ -144,9 +148,11 @@ type ADS struct {
 	mu        sync.Mutex
 	state     *nodeapiv1.NodeState // last node state applied
 	subs      map[string]*subscription
-	workloads map[uint64]string // last given to the target
-	missing   []string          // cgroup paths not found at the last resolve
-	applied   map[string]bool   // subscriptions that applied a configuration
+	workloads map[uint64]string     // last given to the target
+	local     map[netip.Addr]string // workload addresses last given to the target (inbound.go)
+	allowed   map[string][]string   // allowed tunnel callers last given to the target
+	missing   []string              // cgroup paths not found at the last resolve
+	applied   map[string]bool       // subscriptions that applied a configuration
 
 	warm     chan struct{} // closed once every subscription applied one
 	warmOnce sync.Once
@@ -370,10 +376,19 @@ func (a *ADS) reconcile(ctx context.Context, wg *sync.WaitGroup) error {
 			}
 		}
 	}
+	local, allowed := localAddressesOf(st), allowedCallersOf(st)
 	a.mu.Lock()
 	changed := !maps.Equal(workloads, a.workloads)
 	if changed {
 		a.workloads = workloads
+	}
+	localChanged := a.local == nil || !maps.Equal(local, a.local)
+	if localChanged {
+		a.local = local
+	}
+	allowedChanged := a.allowed == nil || !maps.EqualFunc(allowed, a.allowed, slices.Equal)
+	if allowedChanged {
+		a.allowed = allowed
 	}
 	if !slices.Equal(missing, a.missing) {
 		a.missing = missing
@@ -390,6 +405,19 @@ func (a *ADS) reconcile(ctx context.Context, wg *sync.WaitGroup) error {
 	a.mu.Unlock()
 	if changed {
 		a.deps.Target.SetWorkloads(workloads)
+	}
+	if t, ok := a.deps.Target.(interface {
+		SetLocalAddresses(map[netip.Addr]string)
+	}); ok && localChanged {
+		t.SetLocalAddresses(local)
+	}
+	if t, ok := a.deps.Target.(interface {
+		SetAllowedCallers(map[string][]string)
+	}); ok && allowedChanged {
+		t.SetAllowedCallers(allowed)
+	}
+	if a.deps.Identities != nil {
+		a.deps.Identities.Set(append(slices.Sorted(maps.Keys(want)), a.cfg.Gateways...))
 	}
 	slices.Sort(gone)
 	for _, id := range gone {

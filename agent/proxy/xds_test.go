@@ -244,6 +244,12 @@ func TestADS(t *testing.T) {
 		if !maps.Equal(workloads, wantWorkloads) {
 			return fmt.Errorf("workloads %v, want %v", workloads, wantWorkloads)
 		}
+		// The client writes its cache file right after the apply call.
+		for _, kind := range []string{"nodestate-node-a", "proxy-mesh%2Fdemo%2FvirtualNode%2Ffront", "proxy-mesh%2Fdemo%2FvirtualNode%2Fweb", "proxy-mesh%2Fdemo%2FvirtualGateway%2Fgw"} {
+			if _, err := os.Stat(filepath.Join(cache, kind+".json")); err != nil {
+				return fmt.Errorf("cache file: %w", err)
+			}
+		}
 		return nil
 	})
 	if got := ads.Subscriptions(); !slices.Equal(got, []string{adsGW, adsFront, adsWeb}) {
@@ -251,11 +257,6 @@ func TestADS(t *testing.T) {
 	}
 	if n := metricValue(t, reg, "weft_proxy_xds_subscriptions"); n != 3 {
 		t.Errorf("weft_proxy_xds_subscriptions = %v, want 3", n)
-	}
-	for _, kind := range []string{"nodestate-node-a", "proxy-mesh%2Fdemo%2FvirtualNode%2Ffront", "proxy-mesh%2Fdemo%2FvirtualNode%2Fweb", "proxy-mesh%2Fdemo%2FvirtualGateway%2Fgw"} {
-		if _, err := os.Stat(filepath.Join(cache, kind+".json")); err != nil {
-			t.Errorf("cache file: %v", err)
-		}
 	}
 
 	// web leaves the node: its subscription ends and its configuration goes.

@@ -69,6 +69,7 @@ type options struct {
 	nodeID      string
 	cacheDir    string
 	gateways    []string
+	plainTunnel bool
 	showVersion bool
 }
 
@@ -84,6 +85,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	lf.Register(fs)
 	fs.StringVar(&cfg.OutboundListen, "outbound-listen", defaultOutbound, "listener of redirected L7 connections (empty: none)")
 	fs.StringVar(&cfg.AdminListen, "admin-listen", defaultAdmin, "address of /metrics, /ready and /config_dump (empty: none)")
+	fs.BoolVar(&o.plainTunnel, "tunnel-plaintext", false, "serve and dial tunnels as plaintext h2c, without the mesh CA's mutual TLS and without caller authorization (tests, migration)")
+	fs.StringVar(&cfg.TunnelListen, "tunnel-listen", "", "tunnel listener (host:port, e.g. :15008): other nodes' proxies CONNECT through it to local workloads, served by their inbound listeners (empty: none; the agent's proxy.tunnelAddress registers it)")
 	fs.StringVar(&o.pinPath, "pin-path", defaultPinPath, "bpffs directory of the agent's pinned maps (original destinations)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", proxy.DefaultDrainTimeout, "how long in-flight requests may finish after SIGTERM")
 	fs.IntVar(&cfg.RetryBufferBytes, "retry-buffer-bytes", proxy.DefaultRetryBufferBytes, "request body bytes kept for retries (larger bodies are not retried)")
@@ -124,9 +127,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	clusters := cluster.NewManager(cluster.Options{Registerer: reg}, log)
+	var conn *grpc.ClientConn
+	if o.xdsServer != "" {
+		if conn, err = o.dial(); err != nil {
+			return err
+		}
+		// The connection closes after ADS.Run and Identities.Run returned
+		// (g.Wait).
+		defer conn.Close()
+	}
+	copts := cluster.Options{Registerer: reg}
+	deps := proxy.Deps{Registerer: reg, Gatherer: reg}
+	var ids *proxy.Identities
+	if conn != nil && cfg.TunnelListen != "" && !o.plainTunnel {
+		// The tunnels between node proxies are mutual TLS with the
+		// controller's mesh CA.
+		if ids, err = proxy.NewIdentities(conn, o.nodeID, log); err != nil {
+			return err
+		}
+		copts.TunnelIdentity, deps.Tunnel = ids, ids
+	}
+	clusters := cluster.NewManager(copts, log)
 	defer clusters.Close()
-	deps := proxy.Deps{Clusters: clusters, Registerer: reg, Gatherer: reg}
+	deps.Clusters = clusters
 	if cfg.OutboundListen != "" {
 		od, err := proxy.NewBPFOriginalDestination(o.pinPath)
 		if err != nil {
@@ -152,15 +175,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		p.SetWorkloads(w)
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	if o.xdsServer != "" {
-		conn, ads, err := o.newADS(p, reg, log)
+	if conn != nil {
+		ads, err := o.newADS(conn, p, ids, reg, log)
 		if err != nil {
 			return err
 		}
-		// The connection closes after ADS.Run returned (g.Wait).
-		defer conn.Close()
 		p.WaitFor(ads.Warm())
 		g.Go(func() error { return ads.Run(gctx) })
+	}
+	if ids != nil {
+		g.Go(func() error { return ids.Run(gctx) })
 	}
 	g.Go(func() error { return clusters.Run(gctx) })
 	g.Go(func() error { return p.Run(gctx) })
@@ -184,31 +208,35 @@ func (o *options) check() error {
 }
 
 // newADS dials the controller and builds the proxy's ADS wiring.
-func (o *options) newADS(p *proxy.Proxy, reg prometheus.Registerer, log *slog.Logger) (*grpc.ClientConn, *proxy.ADS, error) {
+// dial connects to the controller (ADS, the mesh CA).
+func (o *options) dial() (*grpc.ClientConn, error) {
 	dc := xdsclient.DialConfig{Server: o.xdsServer}
 	if o.tokenFile != "" {
 		tok, err := readToken(o.tokenFile)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		dc.Token = tok
 	}
-	conn, err := xdsclient.Dial(dc)
-	if err != nil {
-		return nil, nil, err
+	return xdsclient.Dial(dc)
+}
+
+func (o *options) newADS(conn *grpc.ClientConn, p *proxy.Proxy, ids *proxy.Identities, reg prometheus.Registerer, log *slog.Logger) (*proxy.ADS, error) {
+	deps := proxy.ADSDeps{Conn: conn, Target: p, Registerer: reg}
+	if ids != nil {
+		deps.Identities = ids
 	}
 	ads, err := proxy.NewADS(proxy.ADSConfig{
 		NodeID:     o.nodeID,
 		Gateways:   o.gateways,
 		CgroupRoot: o.cgroupRoot,
 		CacheDir:   o.cacheDir,
-	}, proxy.ADSDeps{Conn: conn, Target: p, Registerer: reg}, log)
+	}, deps, log)
 	if err != nil {
-		_ = conn.Close()
-		return nil, nil, err
+		return nil, err
 	}
 	log.Info("configuration from the controller", "server", o.xdsServer, keyNode, o.nodeID, "gateways", len(o.gateways), "cacheDir", o.cacheDir)
-	return conn, ads, nil
+	return ads, nil
 }
 
 // readToken returns the first line of the token file.

@@ -163,7 +163,7 @@ func TestResponseTypesAndPreferences(t *testing.T) {
 		{Address: netip.MustParseAddr("10.0.0.2"), Port: 8080, Healthy: true},
 		{Address: netip.MustParseAddr("10.0.0.2"), Port: 9090, Healthy: true},
 	}
-	if diff := cmp.Diff(want, eps, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+	if diff := cmp.Diff(want, eps, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }), cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
 		t.Errorf("endpoints (-want +got):\n%s", diff)
 	}
 	// Names that never resolved are not problems: callers keep DNS clusters.

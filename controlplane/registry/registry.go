@@ -68,7 +68,8 @@ type Instance struct {
 }
 
 type lease struct {
-	instances []Instance // normalised: sorted, addresses and ports sorted
+	instances []Instance     // normalised: sorted, addresses and ports sorted
+	tunnel    netip.AddrPort // the node proxy's tunnel listener; invalid: none
 	expires   time.Time
 }
 
@@ -125,8 +126,15 @@ func (r *Registry) Changed() <-chan struct{} { return r.changed }
 
 // Register replaces the registration of node with instances and renews its
 // lease. It checks the instances first and registers nothing when one is
-// wrong.
+// wrong. The node registers no tunnel listener (RegisterNode).
 func (r *Registry) Register(node string, instances []Instance) error {
+	return r.RegisterNode(node, netip.AddrPort{}, instances)
+}
+
+// RegisterNode is Register for a node whose proxy serves a tunnel listener
+// at tunnel (invalid: none): the endpoints of its instances carry it, so
+// that other nodes' proxies reach them through it.
+func (r *Registry) RegisterNode(node string, tunnel netip.AddrPort, instances []Instance) error {
 	norm, err := normalize(node, instances)
 	if err != nil {
 		return err
@@ -135,7 +143,7 @@ func (r *Registry) Register(node string, instances []Instance) error {
 	defer r.mu.Unlock()
 	cur, ok := r.nodes[node]
 	expires := r.now().Add(r.ttl)
-	if ok && slices.EqualFunc(cur.instances, norm, equalInstance) {
+	if ok && cur.tunnel == tunnel && slices.EqualFunc(cur.instances, norm, equalInstance) {
 		cur.expires = expires
 		return nil
 	}
@@ -143,7 +151,7 @@ func (r *Registry) Register(node string, instances []Instance) error {
 		r.dirtyLocked(node, cur.instances)
 	}
 	r.dirtyLocked(node, norm)
-	r.nodes[node] = &lease{instances: norm, expires: expires}
+	r.nodes[node] = &lease{instances: norm, tunnel: tunnel, expires: expires}
 	for _, in := range norm {
 		k := translate.NodeKey{Mesh: in.Mesh, Name: in.VirtualNode}
 		if !r.managed[k] {
@@ -260,7 +268,7 @@ func (r *Registry) buildLocked() *View {
 		v.workloads[node] = workloads(l)
 		for _, in := range l.instances {
 			k := translate.NodeKey{Mesh: in.Mesh, Name: in.VirtualNode}
-			v.endpoints[k] = appendEndpoints(v.endpoints[k], node, in)
+			v.endpoints[k] = appendEndpoints(v.endpoints[k], node, l.tunnel, in)
 		}
 	}
 	for _, eps := range v.endpoints {
@@ -293,7 +301,7 @@ func (r *Registry) updateLocked(last *View) *View {
 			for _, in := range l.instances {
 				k := translate.NodeKey{Mesh: in.Mesh, Name: in.VirtualNode}
 				if r.dirtyKeys[k] {
-					fresh[k] = appendEndpoints(fresh[k], node, in)
+					fresh[k] = appendEndpoints(fresh[k], node, l.tunnel, in)
 				}
 			}
 		}
@@ -313,17 +321,20 @@ func (r *Registry) updateLocked(last *View) *View {
 func workloads(l *lease) []translate.Workload {
 	wls := make([]translate.Workload, 0, len(l.instances))
 	for _, in := range l.instances {
-		wls = append(wls, translate.Workload{ID: in.ID, CgroupPath: in.CgroupPath, Mesh: in.Mesh, VirtualNode: in.VirtualNode})
+		wls = append(wls, translate.Workload{
+			ID: in.ID, CgroupPath: in.CgroupPath, Mesh: in.Mesh, VirtualNode: in.VirtualNode,
+			Addresses: slices.Clone(in.Addresses),
+		})
 	}
 	return wls
 }
 
 // appendEndpoints appends an instance's endpoints: one per address and
 // port.
-func appendEndpoints(eps []translate.Endpoint, node string, in Instance) []translate.Endpoint {
+func appendEndpoints(eps []translate.Endpoint, node string, tunnel netip.AddrPort, in Instance) []translate.Endpoint {
 	for _, a := range in.Addresses {
 		for _, p := range in.Ports {
-			eps = append(eps, translate.Endpoint{Address: a, Port: p, Node: node, Healthy: in.Healthy, Attributes: in.Attributes})
+			eps = append(eps, translate.Endpoint{Address: a, Port: p, Node: node, Tunnel: tunnel, Healthy: in.Healthy, Attributes: in.Attributes})
 		}
 	}
 	return eps

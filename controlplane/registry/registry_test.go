@@ -188,6 +188,27 @@ func TestService(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument {
 		t.Errorf("a bad address: %v", err)
 	}
+	// The tunnel listener reaches the endpoints, the addresses the workloads.
+	_, err = s.Register(ctx, &nodeapiv1.RegisterRequest{Node: "node-a", TunnelAddress: "10.0.0.254:15008", Instances: []*nodeapiv1.Instance{{
+		Id: 1, CgroupPath: "system.slice/web.service", Mesh: "demo", VirtualNode: "web",
+		Addresses: []string{"10.0.0.1"}, Ports: []uint32{8080}, Healthy: true,
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps, _ := r.View().Endpoints(translate.NodeKey{Mesh: "demo", Name: "web"})
+	if len(eps) != 1 || eps[0].Tunnel.String() != "10.0.0.254:15008" || eps[0].Node != "node-a" {
+		t.Errorf("endpoints with a tunnel: %+v", eps)
+	}
+	if wls := r.View().Workloads("node-a"); len(wls) != 1 || len(wls[0].Addresses) != 1 || wls[0].Addresses[0].String() != "10.0.0.1" {
+		t.Errorf("workloads: %+v", wls)
+	}
+	for _, bad := range []string{"10.0.0.254", "0.0.0.0:15008", "10.0.0.254:0"} {
+		_, err = s.Register(ctx, &nodeapiv1.RegisterRequest{Node: "node-a", TunnelAddress: bad})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "tunnel_address") {
+			t.Errorf("tunnel address %q: %v", bad, err)
+		}
+	}
 	if _, err := s.Deregister(ctx, &nodeapiv1.DeregisterRequest{}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("deregister without node: %v", err)
 	}
@@ -275,7 +296,7 @@ func TestViewUpdatesEqualFreshViews(t *testing.T) {
 			t.Fatalf("step %d: nodes %v, want %v", step, got.Nodes(), want.Nodes())
 		}
 		for _, n := range nodes {
-			if !slices.Equal(got.Workloads(n), want.Workloads(n)) {
+			if !slices.EqualFunc(got.Workloads(n), want.Workloads(n), translate.Workload.Equal) {
 				t.Fatalf("step %d: workloads of %s %v, want %v", step, n, got.Workloads(n), want.Workloads(n))
 			}
 		}

@@ -42,7 +42,15 @@ func (s *Service) Register(_ context.Context, req *nodeapiv1.RegisterRequest) (*
 			Addresses: addrs, Ports: in.GetPorts(), Healthy: in.GetHealthy(), Attributes: in.GetAttributes(),
 		})
 	}
-	if err := s.r.Register(req.GetNode(), ins); err != nil {
+	var tunnel netip.AddrPort
+	if t := req.GetTunnelAddress(); t != "" {
+		ap, err := netip.ParseAddrPort(t)
+		if err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() {
+			return nil, status.Errorf(codes.InvalidArgument, "tunnel_address %q: want a reachable ip:port", t)
+		}
+		tunnel = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	if err := s.r.RegisterNode(req.GetNode(), tunnel, ins); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return &nodeapiv1.RegisterResponse{Lease: durationpb.New(s.r.TTL())}, nil

@@ -113,7 +113,7 @@ func (a fixedAddresses) Sync(context.Context, []vip.Key) (map[vip.Key]vip.Addres
 // rebuilds every time. After each step both caches must hold the same
 // snapshots, versions and resources, and the same problems.
 func TestRefreshEqualsRebuild(t *testing.T) {
-	for _, set := range []string{"s1", "s3", "s4", "s5", "s7", "s8", "s9"} {
+	for _, set := range []string{"s1", "s3", "s4", "s5", "s6", "s7", "s8", "s9"} {
 		t.Run(set, func(t *testing.T) {
 			seed := rand.Uint64()
 			t.Logf("seed %d", seed)
@@ -197,13 +197,22 @@ func runRandomSequence(t *testing.T, s *sample, rng *rand.Rand, steps int) {
 	// changeEndpoints returns a copy of eps with one random change.
 	changeEndpoints := func(k translate.NodeKey, eps []translate.Endpoint) []translate.Endpoint {
 		eps = slices.Clone(eps)
-		switch op := rng.IntN(5); {
+		switch op := rng.IntN(6); {
 		case op == 0 || len(eps) == 0:
 			eps = append(eps, translate.Endpoint{Address: randAddr(), Port: randPort(k), Node: "node-1", Healthy: rng.IntN(3) > 0, Attributes: randAttrs()})
 		case op == 1:
 			eps[rng.IntN(len(eps))].Address = randAddr()
 		case op == 4:
 			eps[rng.IntN(len(eps))].Attributes = randAttrs()
+		case op == 5:
+			// The node's proxy starts or stops serving a tunnel listener
+			// (S6's TLS listeners are reached through it).
+			i := rng.IntN(len(eps))
+			if eps[i].Tunnel.IsValid() {
+				eps[i].Tunnel = netip.AddrPort{}
+			} else {
+				eps[i].Tunnel = netip.MustParseAddrPort("10.0.0.9:15008")
+			}
 		case op == 2:
 			i := rng.IntN(len(eps))
 			eps[i].Healthy = !eps[i].Healthy

@@ -137,10 +137,15 @@ func loadSample(t *testing.T, paths []string) *sample {
 		for _, l := range spec.Listeners {
 			port := uint32(*l.PortMapping.Port)
 			for host := 1; host <= 3; host++ {
-				s.eps.eps[key] = append(s.eps.eps[key], translate.Endpoint{
+				ep := translate.Endpoint{
 					Address: netip.AddrFrom4([4]byte{10, 1, byte(i), byte(host)}),
 					Port:    port, Node: fmt.Sprintf("node-%d", host), Healthy: host != 3, Attributes: attrs,
-				})
+				}
+				if host != 3 {
+					// Nodes 1 and 2 serve a tunnel listener, node 3 none.
+					ep.Tunnel = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(host)}), 15008)
+				}
+				s.eps.eps[key] = append(s.eps.eps[key], ep)
 			}
 			if len(attrs) > 0 {
 				// An instance of the same service without the attributes
@@ -153,6 +158,7 @@ func loadSample(t *testing.T, paths []string) *sample {
 		}
 		s.workloads = append(s.workloads, translate.Workload{
 			ID: uint32(i + 1), CgroupPath: "kubepods/" + n.Ref.Name, Mesh: n.Ref.Mesh, VirtualNode: n.Ref.Name,
+			Addresses: []netip.Addr{netip.AddrFrom4([4]byte{10, 1, byte(i), 1})},
 		})
 	}
 	s.addrs = allocate(t, s.res)

@@ -29,6 +29,9 @@ const (
 type RegistrarConfig struct {
 	// NodeID is the node registered, the agent's ADS node id.
 	NodeID string
+	// TunnelAddress is the node proxy's tunnel listener (ip:port reachable
+	// from other nodes), registered with the node; empty: none.
+	TunnelAddress string
 	// Instances returns the node's instances now; ok=false means they are
 	// not known yet (the agent has not discovered its workloads), and the
 	// registrar waits for the next Kick rather than register too few.
@@ -142,7 +145,7 @@ func (r *Registrar) register(ctx context.Context, ins []*nodeapiv1.Instance) (ti
 	}
 	cctx, cancel := context.WithTimeout(ctx, registerTimeout)
 	defer cancel()
-	resp, err := r.client.Register(cctx, &nodeapiv1.RegisterRequest{Node: r.cfg.NodeID, Instances: ins})
+	resp, err := r.client.Register(cctx, &nodeapiv1.RegisterRequest{Node: r.cfg.NodeID, Instances: ins, TunnelAddress: r.cfg.TunnelAddress})
 	if err != nil {
 		return lease, fmt.Errorf("register node %s: %w", r.cfg.NodeID, err)
 	}

@@ -15,7 +15,8 @@
 //	| weft-agent   (1)   |     | weft-agent   (1)   |     | weft-controller  |
 //	|  DNS :53, 9465     |     |  DNS :53, 9465     |     |  API  :7480      |
 //	| weft-proxy   (2)   |     | weft-proxy   (2)   |     |  xDS  :7481      |
-//	|  :15001, 15090     |     |  :15001, 15090     |     |  (host network)  |
+//	|  :15001, :15008,   |     |  :15001, :15008,   |     |  (host network)  |
+//	|  15090             |     |  15090             |     |                  |
 //	|                    |     |                    |     | weftctl (pkg/ctl)|
 //	|  pod front         |     |  pod blue    :8080 |     +------------------+
 //	|  10.221.1.2        |     |  pod green   :8080 |        ^  ADS, registry
@@ -51,10 +52,22 @@
 //	      proxy A --route canary 90/10--> blue or green pod on node B :8080
 //	front --connect(db VIP:15432)--> [connect4: L4] --> db pod on node B :5432
 //
-// Cross-node traffic is plaintext for now: proxy A dials the pods of node
-// B directly (routed by the nodes, never NATed); node B's proxy serves no
-// traffic in these tests (its virtual nodes have no backends and inbound
-// listeners are not served yet) but takes its configuration all the same.
+// Each proxy also serves a tunnel listener on its node's address, port
+// 15008, which its agent registers (proxy.tunnelAddress). In TestMesh and
+// TestFailuresUnderTraffic no listener has App Mesh TLS, so proxy A dials
+// the pods of node B directly (plaintext, routed by the nodes, never
+// NATed) and node B's proxy serves no traffic, though it takes its
+// configuration all the same. In TestInboundMTLS payments' listener is
+// STRICT mTLS: proxy A reaches payments' pod through node B's tunnel
+// listener (an HTTP/2 CONNECT stream over mutual TLS with SPIFFE
+// certificates of the controller's mesh CA; node B checks that checkout
+// may call payments), and node B's proxy terminates the TLS checkout's
+// client policy originates, inside the stream, with payments' inbound
+// listener:
+//
+//	checkout --connect(VIP:8080)--> proxy A :15001 --TLS (client policy,
+//	  client cert checkout, SAN payments) in CONNECT <payments pod>:8080-->
+//	  proxy B :15008 --inbound listener: STRICT, SAN checkout--> payments pod :8080
 //
 // # What TestMesh checks
 //
@@ -155,6 +168,29 @@
 //     attributes their agent registers (docs/xds.md). The ejection time
 //     (30 s × ejections) and the 50 % cap are not waited for; the cluster
 //     manager's unit tests cover them.
+//
+// # What TestInboundMTLS checks
+//
+// appmesh-model.md §16 S6 (testdata/s6.yaml, with certificates the test
+// makes: a CA, payments' and checkout's, a client certificate with another
+// SAN and a server certificate without payments' SAN):
+//
+//  1. checkout → payments: 500 requests answered by the payments server,
+//     counted by proxy A for checkout and by proxy B on payments' inbound
+//     listener (rds_ingress_http_8080).
+//  2. Node B's tunnel refuses plaintext h2c, a client certificate with
+//     checkout's identity from another CA, and payments' own identity
+//     (403: payments lists no backend it serves; unauthorized).
+//  3. A plaintext request through node B's tunnel to payments' pod matches
+//     no chain of the STRICT listener: closed unanswered, no_filter_chain.
+//  4. A client certificate of the mesh CA with SAN intruder... is refused
+//     (tls_handshake_failed); checkout's certificate on the same path gets
+//     payments' answer.
+//  5. payments switched to the certificate without its SAN (through the
+//     API): every request fails with 503 "upstream connect error ...
+//     connection failure", after exactly three handshakes each (the
+//     default retry policy's two retries), then the right certificate
+//     brings the answers back.
 //
 // The mesh itself (the nodes, the weft processes and their configurations,
 // the workload programs, metric scraping, weftctl) is package test/meshbed,

@@ -32,6 +32,10 @@ const (
 	APIPort   = 7480
 	XDSPort   = 7481
 	ProxyPort = 15001
+	// TunnelPort is the proxies' tunnel listener, on each node's fabric
+	// address: other nodes' proxies reach the node's workloads whose
+	// listeners terminate TLS through it (docs/proxy.md, "Inbound side").
+	TunnelPort = 15008
 	// AgentHTTP is the agents' /metrics, /readyz and /debug/ address, in
 	// each node's network namespace.
 	AgentHTTP = "127.0.0.1:9465"
@@ -130,6 +134,8 @@ type Node struct {
 	Pods      []Pod
 	PinPath   string
 	ProxyAddr netip.AddrPort
+	// TunnelAddr is the proxy's tunnel listener.
+	TunnelAddr netip.AddrPort
 }
 
 // Pod is a meshed workload of a node.
@@ -183,13 +189,14 @@ func (b *Bed) newNode(node *netsim.Node) *Node {
 		b.TB.Fatal(err)
 	}
 	mn := &Node{
-		Node:      node,
-		AgentWL:   node.AddWorkload("weft-agent", netsim.WorkloadOptions{HostNetwork: true}),
-		ProxyWL:   node.AddWorkload("weft-proxy", netsim.WorkloadOptions{HostNetwork: true}),
-		HTTP:      NSHTTPClient(node.NS),
-		Dir:       dir,
-		PinPath:   filepath.Join(node.PinPath, "weft"),
-		ProxyAddr: netip.AddrPortFrom(node.Addr, ProxyPort),
+		Node:       node,
+		AgentWL:    node.AddWorkload("weft-agent", netsim.WorkloadOptions{HostNetwork: true}),
+		ProxyWL:    node.AddWorkload("weft-proxy", netsim.WorkloadOptions{HostNetwork: true}),
+		HTTP:       NSHTTPClient(node.NS),
+		Dir:        dir,
+		PinPath:    filepath.Join(node.PinPath, "weft"),
+		ProxyAddr:  netip.AddrPortFrom(node.Addr, ProxyPort),
+		TunnelAddr: netip.AddrPortFrom(node.Addr, TunnelPort),
 	}
 	b.TB.Cleanup(mn.HTTP.CloseIdleConnections)
 	return mn
@@ -329,7 +336,8 @@ func (b *Bed) StartNodes() {
 		mn.Proxy = Start(tb, mn.Node.Name+"/weft-proxy", mn.ProxyWL.Command(context.Background(), b.Bins.Proxy,
 			"-xds-server", b.XDSAddr().String(), "-xds-token-file", b.Token,
 			"-node-id", mn.Node.Name, "-cgroup-root", mn.Node.CgroupPath, "-cache-dir", filepath.Join(mn.Dir, "proxy-cache"),
-			"-outbound-listen", mn.ProxyAddr.String(), "-admin-listen", ProxyAdmin, "-pin-path", mn.PinPath,
+			"-outbound-listen", mn.ProxyAddr.String(), "-tunnel-listen", mn.TunnelAddr.String(),
+			"-admin-listen", ProxyAdmin, "-pin-path", mn.PinPath,
 			"-drain-timeout", "2s", "-log-format", "json"))
 	}
 	for _, mn := range nodes {
@@ -405,7 +413,10 @@ func (mn *Node) AgentConfig(tb testing.TB, xds netip.AddrPort, tokenFile string)
 			CacheFile: filepath.Join(mn.Dir, "agent-xds-cache.json"),
 			TokenFile: tokenFile,
 		},
-		Proxy:     agent.ProxyConfig{Address: mn.ProxyAddr.String(), CgroupPath: RelCgroup(tb, mn.ProxyWL)},
+		Proxy: agent.ProxyConfig{
+			Address: mn.ProxyAddr.String(), CgroupPath: RelCgroup(tb, mn.ProxyWL),
+			TunnelAddress: mn.TunnelAddr.String(),
+		},
 		DNS:       agent.DNSConfig{Listen: netip.AddrPortFrom(mn.Node.Addr, 53).String(), Upstreams: []string{DNSUpstream}},
 		Telemetry: agent.TelemetryConfig{Interval: agent.Duration(time.Second)},
 	}

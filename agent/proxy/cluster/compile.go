@@ -112,6 +112,7 @@ type endpointSpec struct {
 	weight     uint32
 	hcPort     uint16
 	edsHealthy bool
+	tunnel     tunnelRef // the node proxy's tunnel listener (EDS metadata); none: dial addr
 }
 
 // spec is a compiled, validated Cluster.
@@ -394,7 +395,7 @@ func compileEndpoints(cla *endpointv3.ClusterLoadAssignment, dns bool, bad func(
 				bad("endpoint %s: port %d out of range", sa.GetAddress(), sa.GetPortValue())
 				continue
 			}
-			e := endpointSpec{port: uint16(sa.GetPortValue()), weight: 1, edsHealthy: true}
+			e := endpointSpec{port: uint16(sa.GetPortValue()), weight: 1, edsHealthy: true, tunnel: endpointTunnel(lbe, bad)}
 			if w := lbe.GetLoadBalancingWeight(); w != nil && w.GetValue() > 0 {
 				e.weight = w.GetValue()
 			}

@@ -44,6 +44,15 @@
 // (panic mode). Hosts keep their pool, health and ejection state across
 // updates as long as their address stays in the cluster.
 //
+// A host whose LbEndpoint has the metadata filter_metadata["weft.tunnel"]
+// ({node, tunnel: "ip:port"}, the translator sets it for listeners with
+// App Mesh TLS) is reached through that node proxy's tunnel listener: each
+// connection of its pool is an HTTP/2 CONNECT stream to the host's address
+// on a shared connection per tunnel (tunnel.go), with the cluster's TLS
+// inside it. With Options.TunnelIdentity that connection is mutual TLS:
+// the certificate of the cluster's node id, and the listener's node
+// identity checked against the mesh CA; without it, plaintext h2c.
+//
 // docs/proxy-upstreams.md lists what is supported and how it maps to App
 // Mesh fields.
 package cluster

@@ -5,6 +5,7 @@ package cluster
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -38,6 +39,7 @@ type host struct {
 	cw         int64 // smooth weighted round robin
 	lastUsed   time.Time
 	pool       *pool
+	tunnel     tunnelRef // reached through this tunnel listener (none: directly)
 }
 
 func newHost(key string, addr netip.AddrPort) *host {
@@ -76,13 +78,14 @@ type pool struct {
 	tls     *tls.Config
 	tr      *http.Transport
 	scheme  string
+	tunnel  tunnelRef // the host's tunnel listener, when it has one
 
 	active  atomic.Int64
 	retired atomic.Bool
 }
 
 func newPool(c *Cluster, h *host, s *spec) *pool {
-	p := &pool{key: s.poolKey(), c: c, h: h, timeout: s.connectTimeout, scheme: "http"}
+	p := &pool{key: s.poolKey(), c: c, h: h, timeout: s.connectTimeout, scheme: "http", tunnel: h.tunnel}
 	if s.tls != nil {
 		p.tls = s.tls.config.Clone()
 		p.scheme = "https"
@@ -140,9 +143,18 @@ func newTransport(http2 bool, idle time.Duration, maxConns int64, dial func(cont
 // dial opens a counted TCP connection to the host within the cluster's
 // connect timeout.
 func (p *pool) dial(ctx context.Context) (net.Conn, error) {
-	d := net.Dialer{Timeout: p.timeout}
-	conn, err := d.DialContext(ctx, "tcp", p.h.address().String())
+	var conn net.Conn
+	var err error
+	if p.tunnel.addr.IsValid() {
+		conn, err = p.c.m.tunnels.dial(ctx, p.c.node, p.tunnel, p.h.address(), p.timeout)
+	} else {
+		d := net.Dialer{Timeout: p.timeout}
+		conn, err = d.DialContext(ctx, "tcp", p.h.address().String())
+	}
 	if err != nil {
+		if errors.Is(err, ErrConnectFailure) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: %w", ErrConnectFailure, err)
 	}
 	p.c.conns.Add(1)

@@ -41,6 +41,9 @@ type Options struct {
 	// Resolver resolves STRICT_DNS and LOGICAL_DNS names; nil is
 	// net.DefaultResolver.
 	Resolver Resolver
+	// TunnelIdentity gives the tunnels to other nodes' proxies their
+	// mutual TLS; nil: plaintext h2c tunnels.
+	TunnelIdentity TunnelIdentity
 }
 
 // Manager holds weft-proxy's upstream clusters, one set per node id (each
@@ -58,6 +61,7 @@ type Manager struct {
 	group  *errgroup.Group                // set while Run runs
 	runCtx context.Context
 
+	tunnels   *tunnels                                // streams to other nodes' tunnel listeners
 	view      atomic.Pointer[map[clusterKey]*Cluster] // what Get reads, lock-free
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -73,6 +77,7 @@ func NewManager(opts Options, log *slog.Logger) *Manager {
 		log:      log.With(keyComponent, "upstreams"),
 		resolver: opts.Resolver,
 		nodes:    map[string]map[string]*Cluster{},
+		tunnels:  newTunnels(opts.TunnelIdentity),
 	}
 	if m.resolver == nil {
 		m.resolver = net.DefaultResolver
@@ -240,13 +245,14 @@ func (c *Cluster) setHostsLocked(s *spec, eps []endpointSpec) {
 		addr := e.addr
 		h.addr.Store(&addr)
 		h.weight, h.hcPort, h.edsHealthy = e.weight, e.hcPort, e.edsHealthy
+		h.tunnel = e.tunnel
 		if s.health == nil {
 			h.hcHealthy, h.hcOK, h.hcFail = true, 0, 0
 		}
 		if s.outlier == nil && h.ejected {
 			h.ejected = false
 		}
-		if h.pool == nil || h.pool.key != s.poolKey() {
+		if h.pool == nil || h.pool.key != s.poolKey() || h.pool.tunnel != h.tunnel {
 			if h.pool != nil {
 				h.pool.retire()
 			}
@@ -395,6 +401,7 @@ func (m *Manager) Close() error {
 		for _, c := range m.allLocked() {
 			c.remove()
 		}
+		m.tunnels.close()
 	})
 	return nil
 }

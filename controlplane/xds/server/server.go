@@ -92,6 +92,8 @@ type Deps struct {
 	Cache cachev3.SnapshotCache
 	// Registry is the endpoint registry service; nil serves none.
 	Registry nodeapiv1.RegistryServer
+	// Identity is the mesh CA service; nil serves none.
+	Identity nodeapiv1.IdentityServer
 	// Registerer takes the server's metrics; nil registers none.
 	Registerer prometheus.Registerer
 }
@@ -185,6 +187,9 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	if s.deps.Registry != nil {
 		nodeapiv1.RegisterRegistryServer(s.grpc, s.deps.Registry)
+	}
+	if s.deps.Identity != nil {
+		nodeapiv1.RegisterIdentityServer(s.grpc, s.deps.Identity)
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.grpc.Serve(s.ln) }()

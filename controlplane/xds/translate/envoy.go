@@ -104,14 +104,6 @@ func bindName(pref appmesh.IPPreference) string {
 	return "::"
 }
 
-// localAppAddress is the loopback address of the local app (§4.7).
-func localAppAddress(pref appmesh.IPPreference) string {
-	if pref == appmesh.IPv6Preferred || pref == appmesh.IPv6Only {
-		return "::1"
-	}
-	return "127.0.0.1"
-}
-
 func (b *builder) listenerFilters(names ...string) []*listenerv3.ListenerFilter {
 	var out []*listenerv3.ListenerFilter
 	for _, n := range names {

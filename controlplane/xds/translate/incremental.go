@@ -94,6 +94,7 @@ type edsAssignment struct {
 	hcPort uint32
 	pref   appmesh.IPPreference
 	vn     *appmesh.VirtualNodeSpec // its Cloud Map attributes select the endpoints
+	tunnel bool                     // the endpoints carry their node's tunnel (servedInbound)
 }
 
 // UpdateEndpoints returns p (translated by a world of the same resources as
@@ -132,7 +133,11 @@ func (w *World) UpdateEndpoints(p *Proxy) (q *Proxy, ok bool) {
 			continue
 		}
 		name := p.Endpoints[e.index].GetClusterName()
-		cla := endpointsCLA(name, cloudMapInstances(e.vn, now[e.node].eps), e.port, e.hcPort, e.pref)
+		eps := cloudMapInstances(e.vn, now[e.node].eps)
+		cla := endpointsCLA(name, eps, e.port, e.hcPort, e.pref)
+		if e.tunnel {
+			setTunnelMetadata(cla, eps)
+		}
 		if err := cla.ValidateAll(); err != nil {
 			return nil, false // Proxy reports it
 		}

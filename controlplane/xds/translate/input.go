@@ -31,6 +31,10 @@ type Endpoint struct {
 	Port uint32
 	// Node is the id of the (physical) node the workload runs on.
 	Node string
+	// Tunnel is the tunnel listener of Node's proxy (invalid: none). A
+	// caller reaches an endpoint whose listener terminates TLS through it
+	// (the translator puts it in the endpoint's metadata).
+	Tunnel netip.AddrPort
 	// Healthy is false for an endpoint the registry knows to be down. The
 	// proxy is told (HealthStatus UNHEALTHY); the L4 datapath leaves it out.
 	Healthy bool
@@ -43,7 +47,7 @@ type Endpoint struct {
 // Equal reports whether e and o are the same endpoint with the same health
 // and attributes.
 func (e Endpoint) Equal(o Endpoint) bool {
-	return e.Address == o.Address && e.Port == o.Port && e.Node == o.Node && e.Healthy == o.Healthy &&
+	return e.Address == o.Address && e.Port == o.Port && e.Node == o.Node && e.Tunnel == o.Tunnel && e.Healthy == o.Healthy &&
 		maps.Equal(e.Attributes, o.Attributes)
 }
 
@@ -66,6 +70,16 @@ type Workload struct {
 	CgroupPath  string
 	Mesh        string
 	VirtualNode string
+	// Addresses are the IPs the workload serves on (the node state
+	// carries them to the node's proxy, for its tunnel listener).
+	Addresses []netip.Addr
+}
+
+// Equal reports whether w and o are the same workload with the same
+// addresses.
+func (w Workload) Equal(o Workload) bool {
+	return w.ID == o.ID && w.CgroupPath == o.CgroupPath && w.Mesh == o.Mesh && w.VirtualNode == o.VirtualNode &&
+		slices.Equal(w.Addresses, o.Addresses)
 }
 
 // Input is everything a translation depends on.

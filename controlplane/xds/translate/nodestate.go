@@ -42,7 +42,8 @@ const maxL4Backends = 256
 //     256 backends (the agent's limit). Its backends are the
 //     healthy endpoints of the targets of the port's first route, weighted
 //     route weight x equal endpoint share. Every other port is MODE_L7.
-//   - Workloads, with their virtual node's listener ports.
+//   - Workloads, with their virtual node's listener ports, their addresses
+//     and the callers allowed through the tunnel (allowedCallers).
 //
 // Version is a content hash of the rest.
 func (w *World) NodeState(node string, workloads []Workload) (*nodeapiv1.NodeState, []Problem) {
@@ -110,7 +111,7 @@ func (w *World) CachedNodeState(c *StateCache, node string, workloads []Workload
 	defer c.mu.Unlock()
 	c.reset(w)
 	p := c.plans[node]
-	if p == nil || !slices.Equal(p.workloads, wls) {
+	if p == nil || !slices.EqualFunc(p.workloads, wls, Workload.Equal) {
 		p = c.plan(w, node, wls)
 		c.plans[node] = p
 	}
@@ -151,6 +152,9 @@ func (c *StateCache) plan(w *World, node string, wls []Workload) *nodePlan {
 	for _, wl := range wls {
 		meshNames[wl.Mesh] = true
 		out := &nodeapiv1.Workload{Id: wl.ID, CgroupPath: wl.CgroupPath, Mesh: wl.Mesh, VirtualNode: wl.VirtualNode}
+		for _, a := range wl.Addresses {
+			out.Addresses = append(out.Addresses, a.Unmap().String())
+		}
 		st.Workloads = append(st.Workloads, out)
 		m := w.meshes[wl.Mesh]
 		if m == nil || m.nodes[wl.VirtualNode] == nil {
@@ -161,6 +165,7 @@ func (c *StateCache) plan(w *World, node string, wls []Workload) *nodePlan {
 			out.ListenerPorts = append(out.ListenerPorts, uint32(*pm.Port))
 		}
 		slices.Sort(out.ListenerPorts)
+		out.AllowedCallers = w.allowedCallers(m, wl.VirtualNode)
 		if u := c.vnUses(wl.Mesh, vn); len(u.uses) > 0 && !slices.Contains(callers, u) {
 			callers = append(callers, u)
 		}

@@ -529,8 +529,13 @@ func (ps *proxyState) targetCluster(t target, policy *appmesh.ClientPolicy, via 
 	c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
 	c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()}
 	ps.clusters[name] = c
-	ps.loadAssignments[name] = endpointsCLA(name, eps, uint32(t.port), hcPort, pref)
-	ps.eds[name] = edsAssignment{node: key, port: uint32(t.port), hcPort: hcPort, pref: pref, vn: vn}
+	cla := endpointsCLA(name, eps, uint32(t.port), hcPort, pref)
+	tunnel := servedInbound(l)
+	if tunnel {
+		setTunnelMetadata(cla, eps)
+	}
+	ps.loadAssignments[name] = cla
+	ps.eds[name] = edsAssignment{node: key, port: uint32(t.port), hcPort: hcPort, pref: pref, vn: vn, tunnel: tunnel}
 	return name, true
 }
 
@@ -646,12 +651,14 @@ func (ps *proxyState) nodeIngress(vn *appmesh.VirtualNodeSpec) {
 		l := &ls[i]
 		port, proto := uint32(*l.PortMapping.Port), l.PortMapping.Protocol
 		local := fmt.Sprintf("cds_ingress_%s_%s_%s_%d", safeName(m.name), safeName(ps.ref.Name), proto, port)
+		// The node proxy is shared by every workload of its node: the local
+		// app is the workload the tunnel's CONNECT named (pod ip:port), its
+		// original destination, not a loopback address.
 		c := &clusterv3.Cluster{
 			Name:                 local,
 			ConnectTimeout:       durationpb.New(localConnectTimeout),
-			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-			LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
-			LoadAssignment:       loadAssignment(local, lbEndpoint(localAppAddress(ps.pref), port, 0, corev3.HealthStatus_UNKNOWN)),
+			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+			LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
 			CircuitBreakers:      circuitBreakers(nodePoolThresholds(l.ConnectionPool)),
 		}
 		ps.setUpstreamProtocol(c, proto)

@@ -567,8 +567,18 @@ type Workload struct {
 	VirtualNode string `protobuf:"bytes,4,opt,name=virtual_node,json=virtualNode,proto3" json:"virtual_node,omitempty"`
 	// ListenerPorts are the ports the workload serves on.
 	ListenerPorts []uint32 `protobuf:"varint,5,rep,packed,name=listener_ports,json=listenerPorts,proto3" json:"listener_ports,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Addresses are the IPs the workload serves on, as its agent registered
+	// them: the node's proxy maps a tunnel CONNECT target (pod ip:port) to
+	// the workload and so to its virtual node's inbound listener.
+	Addresses []string `protobuf:"bytes,6,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	// AllowedCallers are the node ids (mesh/<mesh>/virtualNode/<name>,
+	// mesh/<mesh>/virtualGateway/<name>) that may call the workload through
+	// the tunnel: the virtual nodes that list a virtual service it serves as
+	// a backend, and the gateways with a gateway route to one; sorted. The
+	// node's proxy checks a tunnel caller's identity against it.
+	AllowedCallers []string `protobuf:"bytes,7,rep,name=allowed_callers,json=allowedCallers,proto3" json:"allowed_callers,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Workload) Reset() {
@@ -636,6 +646,20 @@ func (x *Workload) GetListenerPorts() []uint32 {
 	return nil
 }
 
+func (x *Workload) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+func (x *Workload) GetAllowedCallers() []string {
+	if x != nil {
+		return x.AllowedCallers
+	}
+	return nil
+}
+
 var File_nodeapi_proto protoreflect.FileDescriptor
 
 const file_nodeapi_proto_rawDesc = "" +
@@ -669,14 +693,16 @@ const file_nodeapi_proto_rawDesc = "" +
 	"\aBackend\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\rR\x06weight\x12!\n" +
-	"\fvirtual_node\x18\x03 \x01(\tR\vvirtualNode\"\x99\x01\n" +
+	"\fvirtual_node\x18\x03 \x01(\tR\vvirtualNode\"\xe0\x01\n" +
 	"\bWorkload\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x1f\n" +
 	"\vcgroup_path\x18\x02 \x01(\tR\n" +
 	"cgroupPath\x12\x12\n" +
 	"\x04mesh\x18\x03 \x01(\tR\x04mesh\x12!\n" +
 	"\fvirtual_node\x18\x04 \x01(\tR\vvirtualNode\x12%\n" +
-	"\x0elistener_ports\x18\x05 \x03(\rR\rlistenerPorts*H\n" +
+	"\x0elistener_ports\x18\x05 \x03(\rR\rlistenerPorts\x12\x1c\n" +
+	"\taddresses\x18\x06 \x03(\tR\taddresses\x12'\n" +
+	"\x0fallowed_callers\x18\a \x03(\tR\x0eallowedCallers*H\n" +
 	"\bProtocol\x12\x18\n" +
 	"\x14PROTOCOL_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fPROTOCOL_TCP\x10\x01\x12\x10\n" +

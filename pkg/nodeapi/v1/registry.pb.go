@@ -39,7 +39,12 @@ type RegisterRequest struct {
 	// Instances are every meshed workload instance of the node. An empty list
 	// is a valid registration: the node runs no workload, and still gets its
 	// node state.
-	Instances     []*Instance `protobuf:"bytes,2,rep,name=instances,proto3" json:"instances,omitempty"`
+	Instances []*Instance `protobuf:"bytes,2,rep,name=instances,proto3" json:"instances,omitempty"`
+	// TunnelAddress is where the node's weft-proxy serves its tunnel
+	// listener (ip:port, reachable from the other nodes); empty when it
+	// serves none. Proxies of other nodes reach this node's workloads whose
+	// listeners terminate TLS through it.
+	TunnelAddress string `protobuf:"bytes,3,opt,name=tunnel_address,json=tunnelAddress,proto3" json:"tunnel_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -86,6 +91,13 @@ func (x *RegisterRequest) GetInstances() []*Instance {
 		return x.Instances
 	}
 	return nil
+}
+
+func (x *RegisterRequest) GetTunnelAddress() string {
+	if x != nil {
+		return x.TunnelAddress
+	}
+	return ""
 }
 
 // Instance is one workload instance serving a virtual node.
@@ -334,10 +346,11 @@ var File_registry_proto protoreflect.FileDescriptor
 
 const file_registry_proto_rawDesc = "" +
 	"\n" +
-	"\x0eregistry.proto\x12\x0fweft.nodeapi.v1\x1a\x1egoogle/protobuf/duration.proto\"^\n" +
+	"\x0eregistry.proto\x12\x0fweft.nodeapi.v1\x1a\x1egoogle/protobuf/duration.proto\"\x85\x01\n" +
 	"\x0fRegisterRequest\x12\x12\n" +
 	"\x04node\x18\x01 \x01(\tR\x04node\x127\n" +
-	"\tinstances\x18\x02 \x03(\v2\x19.weft.nodeapi.v1.InstanceR\tinstances\"\xca\x02\n" +
+	"\tinstances\x18\x02 \x03(\v2\x19.weft.nodeapi.v1.InstanceR\tinstances\x12%\n" +
+	"\x0etunnel_address\x18\x03 \x01(\tR\rtunnelAddress\"\xca\x02\n" +
 	"\bInstance\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x1f\n" +
 	"\vcgroup_path\x18\x02 \x01(\tR\n" +
