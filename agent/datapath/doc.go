@@ -96,6 +96,11 @@
 // and FIN add up to one byte each), srtt_us>>3, total_retrans, the duration
 // since connect, the 4-tuple, and the workload and service ids recorded at
 // connect. A full ring buffer loses records and counts them (RingbufFull).
+// Records are submitted without waking the reader (a wakeup per record is
+// an interrupt and a context switch of the agent per connection, which was
+// most of L4's cost per new connection); ReadEvents polls every 100 ms, and
+// sockops wakes it early once a quarter of the ring buffer waits
+// (WEFT_EVENTS_WAKEUP_BYTES), long before it could fill.
 //
 // # Lifecycle and pinning
 //

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -73,12 +74,19 @@ func (d *Datapath) counters() (map[sockWeftCounter]uint64, error) {
 	return out, nil
 }
 
+// eventPoll is how often ReadEvents collects the records that sockops wrote
+// without waking it: every record, as long as less than
+// WEFT_EVENTS_WAKEUP_BYTES (a quarter of the ring) waits. A wakeup per
+// record cost an interrupt and a reader context switch per connection.
+const eventPoll = 100 * time.Millisecond
+
 // ReadEvents reads telemetry records from the ring buffer and calls fn for
 // each, in the calling goroutine, until ctx ends or d is closed; both are a
-// clean exit (nil). Run one ReadEvents at a time: records go to whichever
-// reader takes them. Records written while no one reads wait in the pinned
-// ring buffer (256 KiB) and, once it is full, are lost and counted
-// (Counters.RingbufFull).
+// clean exit (nil). Records arrive in batches: every eventPoll (100 ms), or
+// as soon as a quarter of the ring buffer waits. Run one ReadEvents at a
+// time: records go to whichever reader takes them. Records written while no
+// one reads wait in the pinned ring buffer (256 KiB) and, once it is full,
+// are lost and counted (Counters.RingbufFull).
 func (d *Datapath) ReadEvents(ctx context.Context, fn func(ConnEvent)) error {
 	d.rmu.Lock()
 	if d.closed {
@@ -114,8 +122,14 @@ func (d *Datapath) ReadEvents(ctx context.Context, fn func(ConnEvent)) error {
 	}()
 
 	var rec ringbuf.Record
+	rd.SetDeadline(time.Now().Add(eventPoll))
 	for {
 		if err := rd.ReadInto(&rec); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// Every waiting record has been read.
+				rd.SetDeadline(time.Now().Add(eventPoll))
+				continue
+			}
 			if errors.Is(err, ringbuf.ErrClosed) {
 				return nil
 			}

@@ -753,7 +753,13 @@ static __always_inline void emit(struct bpf_sock_ops *skops, struct weft_sock_st
 	e->srtt_us = skops->srtt_us >> 3;
 	e->retransmits = skops->total_retrans;
 	e->_pad = 0;
-	bpf_ringbuf_submit(e, 0);
+	/* No wakeup per record (an IPI and a reader context switch per
+	 * connection): the reader polls, and is woken once a backlog builds
+	 * up that could otherwise fill the ring before its next poll. */
+	bpf_ringbuf_submit(e, bpf_ringbuf_query(&weft_events, BPF_RB_AVAIL_DATA) >=
+				      WEFT_EVENTS_WAKEUP_BYTES ?
+				      BPF_RB_FORCE_WAKEUP :
+				      BPF_RB_NO_WAKEUP);
 	count(WEFT_C_EVENTS);
 }
 
