@@ -59,10 +59,10 @@
 //	weft_backends  HASH            {service id, slot} -> {addr, port}     Reconcile
 //	weft_egress    LPM_TRIE        {mesh id, addr} -> {flags, ports}      Reconcile
 //	weft_revnat    LRU_HASH        {socket cookie, real peer} ->
-//	                                 {asked addr, port, kind, service}    connect/sendmsg; deleted by sockops at close
+//	                                 {asked addr, port, kind, service}    connect (UDP)/sendmsg; LRU eviction
 //	weft_origdst   LRU_HASH        4-tuple -> {service addr, port,
 //	                                 service id, client cgroup id}        sockops; read by the proxy
-//	weft_sockstate SK_STORAGE      socket -> connect-time state           connect/sendmsg; sockops
+//	weft_sockstate SK_STORAGE      socket -> connect-time state           connect/sendmsg; sockops, getpeername
 //	weft_counters  PERCPU_ARRAY[32] counter index -> u64                  every program; Counters sums them
 //	weft_events    RINGBUF 256 KiB connection records                     sockops; ReadEvents
 //	weft_accel     SOCKHASH 64Ki   {netns, 4-tuple} -> socket             sockops; Config.Accelerate only
@@ -75,6 +75,18 @@
 // slot count. An egress prefix entry carries the ports of the shorter
 // prefixes of the same mesh that contain it, because an LPM lookup sees
 // only the longest match.
+//
+// # Reverse translation
+//
+// getpeername of a rewritten TCP socket answers the address the application
+// connected to from the socket's storage (connect records the asked and the
+// rewritten address there for telemetry anyway), so a TCP connect writes no
+// weft_revnat entry and its close deletes none: a hash insert at connect
+// and a delete at close per connection. weft_revnat serves UDP (recvmsg
+// sources and getpeername of connected UDP sockets), a TCP socket whose
+// storage could not be created (StorageFailed), and sockets connected
+// before an upgrade whose storage the new programs cannot see (Layout
+// changes); its entries leave by LRU eviction.
 //
 // # The 4-tuple orientation
 //

@@ -481,7 +481,11 @@ static __always_inline int out(struct bpf_sock_addr *ctx, enum whook hook)
 		d.port = r.port;
 	}
 
-	if (d.verdict == V_REWRITE) {
+	/* A connected TCP socket's reverse translation is its storage
+	 * (written below; back() reads it): no weft_revnat entry to write at
+	 * connect and delete at close. UDP (recvmsg) and a TCP socket without
+	 * storage use weft_revnat. */
+	if (d.verdict == V_REWRITE && (!st || !connect || r.proto != WEFT_PROTO_TCP)) {
 		struct weft_revnat_key rk = { .cookie = r.cookie, .port = d.port };
 		struct weft_revnat rv = { .port = r.port, .kind = d.kind, .service_id = d.service_id };
 		struct weft_revnat *old;
@@ -493,6 +497,9 @@ static __always_inline int out(struct bpf_sock_addr *ctx, enum whook hook)
 		if (!old || !addr_eq((const __u32 *)old->addr, r.addr) || old->port != rv.port ||
 		    old->service_id != rv.service_id || old->kind != rv.kind)
 			bpf_map_update_elem(&weft_revnat, &rk, &rv, BPF_ANY);
+	}
+
+	if (d.verdict == V_REWRITE) {
 
 		if (v4) {
 			ctx->user_ip4 = d.addr[3];
@@ -547,14 +554,33 @@ int weft_sendmsg6(struct bpf_sock_addr *ctx)
 	return out(ctx, HOOK_SENDMSG6);
 }
 
+/* back_to writes the asked address and port as the peer the socket sees. */
+static __always_inline void back_to(struct bpf_sock_addr *ctx, bool v4, const __u32 *addr, __u16 port)
+{
+	if (v4) {
+		ctx->user_ip4 = addr[3];
+	} else {
+		ctx->user_ip6[0] = addr[0];
+		ctx->user_ip6[1] = addr[1];
+		ctx->user_ip6[2] = addr[2];
+		ctx->user_ip6[3] = addr[3];
+	}
+	ctx->user_port = bpf_htons(port);
+	count(WEFT_C_REVNAT);
+}
+
 /* back rewrites the peer address a socket sees (recvmsg source, getpeername)
- * to what the application asked for, if we rewrote it. */
+ * to what the application asked for, if we rewrote it: from the socket's
+ * storage for a connected TCP socket, from weft_revnat otherwise (UDP, a
+ * socket without storage, or one connected before an upgrade whose storage
+ * the programs cannot see; see out()). */
 static __always_inline int back(struct bpf_sock_addr *ctx, bool v4)
 {
 	struct weft_revnat_key k = {};
+	struct weft_sock_state *st;
 	struct weft_revnat *v;
+	struct bpf_sock *sk;
 
-	k.cookie = bpf_get_socket_cookie(ctx);
 	if (v4) {
 		addr_v4((__u32 *)k.addr, ctx->user_ip4);
 	} else {
@@ -564,21 +590,25 @@ static __always_inline int back(struct bpf_sock_addr *ctx, bool v4)
 		((__u32 *)k.addr)[3] = ctx->user_ip6[3];
 	}
 	k.port = bpf_ntohs((__u16)ctx->user_port);
+
+	sk = ctx->sk;
+	if (sk && ctx->protocol == WEFT_PROTO_TCP) {
+		st = bpf_sk_storage_get(&weft_sockstate, sk, 0, 0);
+		if (st && st->kind != WEFT_KIND_NONE && st->dst_port == k.port &&
+		    addr_eq((const __u32 *)st->dst_addr, (const __u32 *)k.addr)) {
+			if (!v4 || addr_is_v4((const __u32 *)st->orig_addr))
+				back_to(ctx, v4, (const __u32 *)st->orig_addr, st->orig_port);
+			return 1;
+		}
+	}
+
+	k.cookie = bpf_get_socket_cookie(ctx);
 	v = bpf_map_lookup_elem(&weft_revnat, &k);
 	if (!v)
 		return 1;
-	if (v4) {
-		if (!addr_is_v4((const __u32 *)v->addr))
-			return 1;
-		ctx->user_ip4 = ((const __u32 *)v->addr)[3];
-	} else {
-		ctx->user_ip6[0] = ((const __u32 *)v->addr)[0];
-		ctx->user_ip6[1] = ((const __u32 *)v->addr)[1];
-		ctx->user_ip6[2] = ((const __u32 *)v->addr)[2];
-		ctx->user_ip6[3] = ((const __u32 *)v->addr)[3];
-	}
-	ctx->user_port = bpf_htons(v->port);
-	count(WEFT_C_REVNAT);
+	if (v4 && !addr_is_v4((const __u32 *)v->addr))
+		return 1;
+	back_to(ctx, v4, (const __u32 *)v->addr, v->port);
 	return 1;
 }
 
@@ -838,13 +868,6 @@ int weft_sockops(struct bpf_sock_ops *skops)
 
 				origdst_key(skops, &k);
 				bpf_map_delete_elem(&weft_origdst, &k);
-			}
-			if (st->kind != WEFT_KIND_NONE) {
-				struct weft_revnat_key rk = { .cookie = bpf_get_socket_cookie(skops),
-							      .port = st->dst_port };
-
-				addr_copy((__u32 *)rk.addr, (const __u32 *)st->dst_addr);
-				bpf_map_delete_elem(&weft_revnat, &rk);
 			}
 			st->proto = 0; /* report once */
 		}
