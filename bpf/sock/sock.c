@@ -809,6 +809,10 @@ int weft_sockops(struct bpf_sock_ops *skops)
 	if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB &&
 	    op != BPF_SOCK_OPS_RTT_CB && op != BPF_SOCK_OPS_STATE_CB)
 		return 1;
+	/* Of a connection's state transitions only the close matters: the
+	 * others (two or three per connection) return before any lookup. */
+	if (op == BPF_SOCK_OPS_STATE_CB && skops->args[1] != BPF_TCP_CLOSE)
+		return 1;
 	sk = skops->sk;
 	if (!sk)
 		return 1;
@@ -858,9 +862,7 @@ int weft_sockops(struct bpf_sock_ops *skops)
 			emit(skops, st, 0, now);
 		}
 		break;
-	case BPF_SOCK_OPS_STATE_CB:
-		if (skops->args[1] != BPF_TCP_CLOSE)
-			break;
+	case BPF_SOCK_OPS_STATE_CB: /* BPF_TCP_CLOSE */
 		if (st->proto == WEFT_PROTO_TCP) {
 			emit(skops, st, 1, now);
 			if (st->kind == WEFT_KIND_L7) {
