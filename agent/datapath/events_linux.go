@@ -4,13 +4,13 @@ package datapath
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf/ringbuf"
 )
@@ -144,14 +144,17 @@ func (d *Datapath) ReadEvents(ctx context.Context, fn func(ConnEvent)) error {
 	}
 }
 
+// decodeEvent copies a record into the generated type, which is the C
+// struct byte for byte (bpf2go, same host; TestDecodeEvent checks it against
+// encoding/binary). Decoding by reflection took 1.9 µs a record, a cost paid
+// for every connection.
 func decodeEvent(b []byte) (ConnEvent, error) {
 	var e sockWeftConnEvent
-	if len(b) < binary.Size(e) {
-		return ConnEvent{}, fmt.Errorf("record of %d bytes, want %d", len(b), binary.Size(e))
+	n := int(unsafe.Sizeof(e))
+	if len(b) < n {
+		return ConnEvent{}, fmt.Errorf("record of %d bytes, want %d", len(b), n)
 	}
-	if _, err := binary.Decode(b, binary.NativeEndian, &e); err != nil {
-		return ConnEvent{}, fmt.Errorf("decode record: %w", err)
-	}
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&e)), n), b)
 	return connEvent(e), nil
 }
 
