@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-func testEventRecord(t testing.TB) ([]byte, ConnEvent) {
-	t.Helper()
+func testEventRecord(tb testing.TB) ([]byte, ConnEvent) {
+	tb.Helper()
 	e := sockWeftConnEvent{
 		Cookie: 7, CgroupId: 8, BytesSent: 1 << 40, BytesReceived: 3, DurationNs: 5e9,
 		SrcPort: 40000, DstPort: 8080, OrigPort: 80, Closed: 1, Kind: 2,
@@ -21,7 +21,7 @@ func testEventRecord(t testing.TB) ([]byte, ConnEvent) {
 	e.SrcAddr, e.DstAddr = src, dst
 	b, err := binary.Append(nil, binary.NativeEndian, &e)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	// A ring buffer record is 8-byte aligned: trailing bytes past the struct
 	// are ignored.
