@@ -320,6 +320,23 @@ func TestAccelEcho(t *testing.T) {
 	if got, ok := rx[*ck]; !ok || got != 10*1000 {
 		t.Errorf("rx record of the client: %d (present %t), want 10000 redirected bytes; all: %v", got, ok, rx)
 	}
+	// The periodic record (every 1 s here) counts the redirected bytes both
+	// ways, though no ACK carried them.
+	testutil.Eventually(t, 5*time.Second, func() error {
+		var last *ConnEvent
+		for _, ev := range events() {
+			if ev.Src == local && !ev.Closed {
+				last = &ev
+			}
+		}
+		if last == nil {
+			return errors.New("no periodic record of the held connection")
+		}
+		if last.BytesSent < 10*1000 || last.BytesReceived < 10*1000 {
+			return fmt.Errorf("periodic record of the held connection: sent %d, received %d; want >= 10000 each", last.BytesSent, last.BytesReceived)
+		}
+		return nil
+	})
 	client.must(childCmd{Op: "close"})
 	testutil.Eventually(t, 5*time.Second, func() error {
 		socks, rx := accelState(t, d)

@@ -42,6 +42,9 @@ type programs struct {
 	Getpeer6 *ebpf.Program `ebpf:"weft_getpeer6"`
 	Sockops  *ebpf.Program `ebpf:"weft_sockops"`
 	AccelMsg *ebpf.Program `ebpf:"weft_accel_msg"`
+	// Report is the periodic telemetry iterator over weft_sockstate; its
+	// link (Datapath.report) is not pinned: ReadEvents runs it.
+	Report *ebpf.Program `ebpf:"weft_report"`
 }
 
 type objects struct {
@@ -57,7 +60,7 @@ func closePrograms(p *programs) error {
 	var errs []error
 	for _, prog := range []*ebpf.Program{
 		p.Connect4, p.Connect6, p.Sendmsg4, p.Sendmsg6, p.Recvmsg4,
-		p.Recvmsg6, p.Getpeer4, p.Getpeer6, p.Sockops, p.AccelMsg,
+		p.Recvmsg6, p.Getpeer4, p.Getpeer6, p.Sockops, p.AccelMsg, p.Report,
 	} {
 		if prog != nil {
 			errs = append(errs, prog.Close())
@@ -102,6 +105,8 @@ type Datapath struct {
 
 	objs  objects
 	links []link.Link
+	// report is the iterator link of objs.Report on weft_sockstate.
+	report *link.Iter
 
 	// adopted lists the maps and links that were pinned before New.
 	adoptedMaps, adoptedLinks []string
@@ -233,6 +238,9 @@ func New(cfg Config, log *slog.Logger) (_ *Datapath, err error) {
 
 	if err := d.attach(&created); err != nil {
 		return nil, err
+	}
+	if d.report, err = link.AttachIter(link.IterOptions{Program: d.objs.Report, Map: d.objs.WeftSockstate}); err != nil {
+		return nil, fmt.Errorf("create the telemetry iterator: %w", err)
 	}
 	if cfg.Accelerate {
 		if err := d.attachAccel(&created); err != nil {
@@ -478,6 +486,9 @@ func (d *Datapath) Close() error {
 		defer d.mu.Unlock()
 		for _, l := range d.links {
 			errs = append(errs, l.Close())
+		}
+		if d.report != nil {
+			errs = append(errs, d.report.Close())
 		}
 		errs = append(errs, d.objs.close())
 		d.closeErr = errors.Join(errs...)

@@ -410,9 +410,57 @@ func TestTelemetry(t *testing.T) {
 	if periodic < 1 {
 		t.Errorf("no periodic record for a connection of %v with a 100ms interval", ev.Duration)
 	}
+	// Periodic records (weft_report) describe the same connection, with
+	// totals that only grow, up to the close record's.
+	var sent, recv uint64
+	for _, p := range events() {
+		if p.Src.String() != r.Local || p.Closed {
+			continue
+		}
+		if p.Cookie != ev.Cookie || p.Dst != ev.Dst || p.WorkloadID != 3 || p.ServiceID != 60 {
+			t.Errorf("periodic record %+v: want cookie %d, dst %v, workload 3, service 60", p, ev.Cookie, ev.Dst)
+		}
+		if p.BytesSent < sent || p.BytesReceived < recv || p.BytesSent > ev.BytesSent || p.BytesReceived > ev.BytesReceived {
+			t.Errorf("periodic record %+v: totals not between the previous (%d, %d) and the close record's", p, sent, recv)
+		}
+		sent, recv = p.BytesSent, p.BytesReceived
+	}
 	if got := counters(t, d); got.Events < 2 || got.RingbufFull != 0 {
 		t.Errorf("counters %+v: want Events >= 2, RingbufFull 0", got)
 	}
+}
+
+// Test 7a: an idle connection is reported every interval too (the reports
+// come from an iterator over the sockets' storage, not from ACKs).
+func TestTelemetryIdle(t *testing.T) {
+	e := newEnv(t)
+	echo := e.tcpServer("127.0.0.1:0", "", true)
+	cfg := e.config()
+	cfg.TelemetryInterval = 100 * time.Millisecond
+	d := e.start(cfg)
+	reconcile(t, d, State{
+		Workloads: []Workload{{CgroupID: e.wl.id, ID: 3, MeshID: 1}},
+		Services:  []Service{l4(62, "10.96.0.62", 80, TCP, Backend{echo, 1})},
+	})
+	events, stop := collectEvents(t, d)
+	defer stop()
+	r := e.child(e.wl).must(childCmd{Op: "open", Addr: "10.96.0.62:80"})
+	testutil.Eventually(t, 5*time.Second, func() error {
+		n := 0
+		for _, ev := range events() {
+			if ev.Src.String() != r.Local {
+				continue
+			}
+			if ev.Closed || ev.Dst != echo || ev.WorkloadID != 3 || ev.ServiceID != 62 || ev.Cookie == 0 {
+				return fmt.Errorf("record %+v: want an open connection to %v, workload 3, service 62", ev, echo)
+			}
+			n++
+		}
+		if n < 2 {
+			return fmt.Errorf("%d periodic records of the idle connection, want 2", n)
+		}
+		return nil
+	})
 }
 
 // Test 7b: retransmits, with a tcx program dropping 10% of the namespace's

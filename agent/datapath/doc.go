@@ -16,9 +16,12 @@
 //	weft_sendmsg4/6   cgroup/sendmsg4,6     unconnected UDP, per datagram
 //	weft_recvmsg4/6   cgroup/recvmsg4,6     UDP reply source back to the asked address
 //	weft_getpeer4/6   cgroup/getpeername4,6 peer address back to the asked address
-//	weft_sockops      sockops               original destination, telemetry,
+//	weft_sockops      sockops               original destination, close records,
 //	                                        acceleration inserts
 //	weft_accel_msg    sk_msg on weft_accel  same-node acceleration (Config.Accelerate)
+//	weft_report       iter/bpf_sk_storage_map periodic telemetry; an iterator
+//	                                        link on weft_sockstate (not pinned)
+//	                                        that ReadEvents runs
 //
 // connect and sendmsg share one decision (in this order): sockets of the
 // proxy (Config.ProxyCgroupID, or SO_MARK Config.ProxyMark) pass untouched;
@@ -59,10 +62,10 @@
 //	weft_backends  HASH            {service id, slot} -> {addr, port}     Reconcile
 //	weft_egress    LPM_TRIE        {mesh id, addr} -> {flags, ports}      Reconcile
 //	weft_revnat    LRU_HASH        {socket cookie, real peer} ->
-//	                                 {asked addr, port, kind, service}    connect/sendmsg; deleted by sockops at close
+//	                                 {asked addr, port, kind, service}    connect (UDP)/sendmsg; LRU eviction
 //	weft_origdst   LRU_HASH        4-tuple -> {service addr, port,
 //	                                 service id, client cgroup id}        sockops; read by the proxy
-//	weft_sockstate SK_STORAGE      socket -> connect-time state           connect/sendmsg; sockops
+//	weft_sockstate SK_STORAGE      socket -> connect-time state           connect/sendmsg; sockops, getpeername
 //	weft_counters  PERCPU_ARRAY[32] counter index -> u64                  every program; Counters sums them
 //	weft_events    RINGBUF 256 KiB connection records                     sockops; ReadEvents
 //	weft_accel     SOCKHASH 64Ki   {netns, 4-tuple} -> socket             sockops; Config.Accelerate only
@@ -75,6 +78,18 @@
 // slot count. An egress prefix entry carries the ports of the shorter
 // prefixes of the same mesh that contain it, because an LPM lookup sees
 // only the longest match.
+//
+// # Reverse translation
+//
+// getpeername of a rewritten TCP socket answers the address the application
+// connected to from the socket's storage (connect records the asked and the
+// rewritten address there for telemetry anyway), so a TCP connect writes no
+// weft_revnat entry and its close deletes none: a hash insert at connect
+// and a delete at close per connection. weft_revnat serves UDP (recvmsg
+// sources and getpeername of connected UDP sockets), a TCP socket whose
+// storage could not be created (StorageFailed), and sockets connected
+// before an upgrade whose storage the new programs cannot see (Layout
+// changes); its entries leave by LRU eviction.
 //
 // # The 4-tuple orientation
 //
@@ -89,13 +104,29 @@
 // # Telemetry
 //
 // For TCP connections that meshed workloads open (the client side),
-// sockops emits a record to weft_events at the close transition and, while
-// ACKs flow, every Config.TelemetryInterval (driven by BPF_SOCK_OPS_RTT_CB;
-// an idle connection is reported at close only): bytes each way
-// (bytes_acked and bytes_received, which count sequence space, so the SYN
-// and FIN add up to one byte each), srtt_us>>3, total_retrans, the duration
-// since connect, the 4-tuple, and the workload and service ids recorded at
-// connect. A full ring buffer loses records and counts them (RingbufFull).
+// sockops emits a record to weft_events at the close transition, and
+// weft_report one for each open connection every Config.TelemetryInterval:
+// bytes each way (bytes_acked and bytes_received, which count sequence
+// space, so the SYN and FIN add up to one byte each), srtt_us>>3,
+// total_retrans, the duration since connect, the 4-tuple, and the workload
+// and service ids recorded at connect. A full ring buffer loses records and counts them (RingbufFull).
+// Records are submitted without waking the reader (a wakeup per record is
+// an interrupt and a context switch of the agent per connection, which was
+// most of L4's cost per new connection); ReadEvents polls every 100 ms, and
+// sockops wakes it early once a quarter of the ring buffer waits
+// (WEFT_EVENTS_WAKEUP_BYTES), long before it could fill.
+//
+// Periodic records used to come from BPF_SOCK_OPS_RTT_CB, a program run on
+// every ACK of every meshed connection (two per short connection, and a
+// cost per ACK on bulk transfers). weft_report instead walks weft_sockstate
+// (every socket with storage, in every network namespace) when ReadEvents
+// runs it, every half interval: an open connection is reported every one
+// to one and a half intervals, idle or not, and nothing runs per packet.
+// It holds no socket lock; sockops clears the socket's proto before it
+// reserves the close record and weft_report checks it after reserving its
+// own, so the ring buffer's lock keeps a periodic record from following
+// the close record. No periodic records are written while no ReadEvents
+// runs.
 //
 // # Lifecycle and pinning
 //
@@ -228,9 +259,8 @@
 // socket storage (accel_sent), an accepted socket's sends into its peer's
 // weft_accel_rx record (neither sk_msg nor sockops can look a socket up in
 // a sockhash: both lack bpf_sk_release, so the peer's storage is out of
-// reach). Records add both. Remaining gap: periodic records come from
-// RTT_CB, which needs ACKs, so a fully redirected connection is reported at
-// close only.
+// reach). Records add both, periodic ones too (weft_report finds the rx
+// record by the netns cookie of the socket's namespace).
 //
 // Attach and restart: weft_accel_msg is attached to weft_accel with a
 // BPF_LINK_TYPE_SOCKMAP link (link.AttachRawLink, AttachSkMsgVerdict)

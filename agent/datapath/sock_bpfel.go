@@ -265,6 +265,7 @@ const (
 	sockProgWeftGetpeer6    = "weft_getpeer6"
 	sockProgWeftRecvmsg4    = "weft_recvmsg4"
 	sockProgWeftRecvmsg6    = "weft_recvmsg6"
+	sockProgWeftReport      = "weft_report"
 	sockProgWeftSendmsg4    = "weft_sendmsg4"
 	sockProgWeftSendmsg6    = "weft_sendmsg6"
 	sockProgWeftSockops     = "weft_sockops"
@@ -326,6 +327,7 @@ type sockProgramSpecs struct {
 	WeftGetpeer6   *ebpf.ProgramSpec `ebpf:"weft_getpeer6"`
 	WeftRecvmsg4   *ebpf.ProgramSpec `ebpf:"weft_recvmsg4"`
 	WeftRecvmsg6   *ebpf.ProgramSpec `ebpf:"weft_recvmsg6"`
+	WeftReport     *ebpf.ProgramSpec `ebpf:"weft_report"`
 	WeftSendmsg4   *ebpf.ProgramSpec `ebpf:"weft_sendmsg4"`
 	WeftSendmsg6   *ebpf.ProgramSpec `ebpf:"weft_sendmsg6"`
 	WeftSockops    *ebpf.ProgramSpec `ebpf:"weft_sockops"`
@@ -436,6 +438,7 @@ type sockPrograms struct {
 	WeftGetpeer6   *ebpf.Program `ebpf:"weft_getpeer6"`
 	WeftRecvmsg4   *ebpf.Program `ebpf:"weft_recvmsg4"`
 	WeftRecvmsg6   *ebpf.Program `ebpf:"weft_recvmsg6"`
+	WeftReport     *ebpf.Program `ebpf:"weft_report"`
 	WeftSendmsg4   *ebpf.Program `ebpf:"weft_sendmsg4"`
 	WeftSendmsg6   *ebpf.Program `ebpf:"weft_sendmsg6"`
 	WeftSockops    *ebpf.Program `ebpf:"weft_sockops"`
@@ -451,6 +454,7 @@ func (p *sockPrograms) Close() error {
 		p.WeftGetpeer6,
 		p.WeftRecvmsg4,
 		p.WeftRecvmsg6,
+		p.WeftReport,
 		p.WeftSendmsg4,
 		p.WeftSendmsg6,
 		p.WeftSockops,

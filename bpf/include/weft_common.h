@@ -33,6 +33,12 @@
 #define WEFT_MAX_REVNAT 65536
 #define WEFT_MAX_ORIGDST 65536
 #define WEFT_EVENTS_BYTES (256 * 1024)
+/* sockops wakes the ring buffer's reader only once this much is waiting
+ * (not part of the layout). Below it, records are submitted without a
+ * wakeup and the reader collects them on its own schedule (ReadEvents polls):
+ * a wakeup per record is an interrupt and a reader context switch per
+ * connection. */
+#define WEFT_EVENTS_WAKEUP_BYTES (WEFT_EVENTS_BYTES / 4)
 #define WEFT_MAX_ACCEL 65536 /* weft_accel and weft_accel_rx */
 
 /* At most this many slots per service: userspace expands weights into at

@@ -481,7 +481,11 @@ static __always_inline int out(struct bpf_sock_addr *ctx, enum whook hook)
 		d.port = r.port;
 	}
 
-	if (d.verdict == V_REWRITE) {
+	/* A connected TCP socket's reverse translation is its storage
+	 * (written below; back() reads it): no weft_revnat entry to write at
+	 * connect and delete at close. UDP (recvmsg) and a TCP socket without
+	 * storage use weft_revnat. */
+	if (d.verdict == V_REWRITE && (!st || !connect || r.proto != WEFT_PROTO_TCP)) {
 		struct weft_revnat_key rk = { .cookie = r.cookie, .port = d.port };
 		struct weft_revnat rv = { .port = r.port, .kind = d.kind, .service_id = d.service_id };
 		struct weft_revnat *old;
@@ -493,6 +497,9 @@ static __always_inline int out(struct bpf_sock_addr *ctx, enum whook hook)
 		if (!old || !addr_eq((const __u32 *)old->addr, r.addr) || old->port != rv.port ||
 		    old->service_id != rv.service_id || old->kind != rv.kind)
 			bpf_map_update_elem(&weft_revnat, &rk, &rv, BPF_ANY);
+	}
+
+	if (d.verdict == V_REWRITE) {
 
 		if (v4) {
 			ctx->user_ip4 = d.addr[3];
@@ -547,14 +554,33 @@ int weft_sendmsg6(struct bpf_sock_addr *ctx)
 	return out(ctx, HOOK_SENDMSG6);
 }
 
+/* back_to writes the asked address and port as the peer the socket sees. */
+static __always_inline void back_to(struct bpf_sock_addr *ctx, bool v4, const __u32 *addr, __u16 port)
+{
+	if (v4) {
+		ctx->user_ip4 = addr[3];
+	} else {
+		ctx->user_ip6[0] = addr[0];
+		ctx->user_ip6[1] = addr[1];
+		ctx->user_ip6[2] = addr[2];
+		ctx->user_ip6[3] = addr[3];
+	}
+	ctx->user_port = bpf_htons(port);
+	count(WEFT_C_REVNAT);
+}
+
 /* back rewrites the peer address a socket sees (recvmsg source, getpeername)
- * to what the application asked for, if we rewrote it. */
+ * to what the application asked for, if we rewrote it: from the socket's
+ * storage for a connected TCP socket, from weft_revnat otherwise (UDP, a
+ * socket without storage, or one connected before an upgrade whose storage
+ * the programs cannot see; see out()). */
 static __always_inline int back(struct bpf_sock_addr *ctx, bool v4)
 {
 	struct weft_revnat_key k = {};
+	struct weft_sock_state *st;
 	struct weft_revnat *v;
+	struct bpf_sock *sk;
 
-	k.cookie = bpf_get_socket_cookie(ctx);
 	if (v4) {
 		addr_v4((__u32 *)k.addr, ctx->user_ip4);
 	} else {
@@ -564,21 +590,25 @@ static __always_inline int back(struct bpf_sock_addr *ctx, bool v4)
 		((__u32 *)k.addr)[3] = ctx->user_ip6[3];
 	}
 	k.port = bpf_ntohs((__u16)ctx->user_port);
+
+	sk = ctx->sk;
+	if (sk && ctx->protocol == WEFT_PROTO_TCP) {
+		st = bpf_sk_storage_get(&weft_sockstate, sk, 0, 0);
+		if (st && st->kind != WEFT_KIND_NONE && st->dst_port == k.port &&
+		    addr_eq((const __u32 *)st->dst_addr, (const __u32 *)k.addr)) {
+			if (!v4 || addr_is_v4((const __u32 *)st->orig_addr))
+				back_to(ctx, v4, (const __u32 *)st->orig_addr, st->orig_port);
+			return 1;
+		}
+	}
+
+	k.cookie = bpf_get_socket_cookie(ctx);
 	v = bpf_map_lookup_elem(&weft_revnat, &k);
 	if (!v)
 		return 1;
-	if (v4) {
-		if (!addr_is_v4((const __u32 *)v->addr))
-			return 1;
-		ctx->user_ip4 = ((const __u32 *)v->addr)[3];
-	} else {
-		ctx->user_ip6[0] = ((const __u32 *)v->addr)[0];
-		ctx->user_ip6[1] = ((const __u32 *)v->addr)[1];
-		ctx->user_ip6[2] = ((const __u32 *)v->addr)[2];
-		ctx->user_ip6[3] = ((const __u32 *)v->addr)[3];
-	}
-	ctx->user_port = bpf_htons(v->port);
-	count(WEFT_C_REVNAT);
+	if (v4 && !addr_is_v4((const __u32 *)v->addr))
+		return 1;
+	back_to(ctx, v4, (const __u32 *)v->addr, v->port);
 	return 1;
 }
 
@@ -726,8 +756,36 @@ static __always_inline __u64 accel_received(struct bpf_sock_ops *skops, struct w
 	return rx ? *rx : 0;
 }
 
-static __always_inline void emit(struct bpf_sock_ops *skops, struct weft_sock_state *st, __u8 closed,
-				 __u64 now)
+/* record_common fills what a telemetry record takes from the socket's
+ * storage. */
+static __always_inline void record_common(struct weft_conn_event *e, const struct weft_sock_state *st,
+					  __u8 closed, __u64 now)
+{
+	e->cgroup_id = st->cgroup_id;
+	e->duration_ns = now - st->start_ns;
+	addr_copy((__u32 *)e->orig_addr, (const __u32 *)st->orig_addr);
+	e->orig_port = st->orig_port;
+	e->closed = closed;
+	e->kind = st->kind;
+	e->workload_id = st->workload_id;
+	e->service_id = st->service_id;
+	e->_pad = 0;
+}
+
+/* submit hands a record to the reader. No wakeup per record (an IPI and a
+ * reader context switch per connection): the reader polls, and is woken
+ * once a backlog builds up that could otherwise fill the ring before its
+ * next poll. */
+static __always_inline void submit(struct weft_conn_event *e)
+{
+	bpf_ringbuf_submit(e, bpf_ringbuf_query(&weft_events, BPF_RB_AVAIL_DATA) >= WEFT_EVENTS_WAKEUP_BYTES ?
+				      BPF_RB_FORCE_WAKEUP :
+				      BPF_RB_NO_WAKEUP);
+	count(WEFT_C_EVENTS);
+}
+
+/* emit writes the close record of a connection. */
+static __always_inline void emit(struct bpf_sock_ops *skops, struct weft_sock_state *st, __u64 now)
 {
 	struct weft_conn_event *e;
 	__u64 rx = accel_received(skops, st);
@@ -738,23 +796,14 @@ static __always_inline void emit(struct bpf_sock_ops *skops, struct weft_sock_st
 		return;
 	}
 	e->cookie = bpf_get_socket_cookie(skops);
-	e->cgroup_id = st->cgroup_id;
 	/* Redirected bytes bypass TCP: add what sk_msg counted. */
 	e->bytes_sent = skops->bytes_acked + st->accel_sent;
 	e->bytes_received = skops->bytes_received + rx;
-	e->duration_ns = now - st->start_ns;
 	tuple(skops, (__u32 *)e->src_addr, &e->src_port, (__u32 *)e->dst_addr, &e->dst_port);
-	addr_copy((__u32 *)e->orig_addr, (const __u32 *)st->orig_addr);
-	e->orig_port = st->orig_port;
-	e->closed = closed;
-	e->kind = st->kind;
-	e->workload_id = st->workload_id;
-	e->service_id = st->service_id;
 	e->srtt_us = skops->srtt_us >> 3;
 	e->retransmits = skops->total_retrans;
-	e->_pad = 0;
-	bpf_ringbuf_submit(e, 0);
-	count(WEFT_C_EVENTS);
+	record_common(e, st, 1, now);
+	submit(e);
 }
 
 static __always_inline void origdst_key(struct bpf_sock_ops *skops, struct weft_origdst_key *k)
@@ -771,7 +820,11 @@ int weft_sockops(struct bpf_sock_ops *skops)
 	__u64 now;
 
 	if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB &&
-	    op != BPF_SOCK_OPS_RTT_CB && op != BPF_SOCK_OPS_STATE_CB)
+	    op != BPF_SOCK_OPS_STATE_CB)
+		return 1;
+	/* Of a connection's state transitions only the close matters: the
+	 * others (two or three per connection) return before any lookup. */
+	if (op == BPF_SOCK_OPS_STATE_CB && skops->args[1] != BPF_TCP_CLOSE)
 		return 1;
 	sk = skops->sk;
 	if (!sk)
@@ -793,11 +846,9 @@ int weft_sockops(struct bpf_sock_ops *skops)
 			accel_active(skops, st);
 		if (st->proto != WEFT_PROTO_TCP)
 			break;
-		int flags = skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG;
-
-		if (weft_cfg.telemetry_interval_ns)
-			flags |= BPF_SOCK_OPS_RTT_CB_FLAG;
-		bpf_sock_ops_cb_flags_set(skops, flags);
+		/* The close only: periodic reports come from weft_report, not
+		 * from a callback on every ACK. */
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 		st->last_report_ns = now;
 		if (st->kind == WEFT_KIND_L7) {
 			struct weft_origdst_key k = {};
@@ -815,32 +866,18 @@ int weft_sockops(struct bpf_sock_ops *skops)
 		}
 		break;
 	}
-	case BPF_SOCK_OPS_RTT_CB:
-		if (st->proto == WEFT_PROTO_TCP && weft_cfg.telemetry_interval_ns &&
-		    now - st->last_report_ns >= weft_cfg.telemetry_interval_ns) {
-			st->last_report_ns = now;
-			emit(skops, st, 0, now);
-		}
-		break;
-	case BPF_SOCK_OPS_STATE_CB:
-		if (skops->args[1] != BPF_TCP_CLOSE)
-			break;
+	case BPF_SOCK_OPS_STATE_CB: /* BPF_TCP_CLOSE */
 		if (st->proto == WEFT_PROTO_TCP) {
-			emit(skops, st, 1, now);
+			/* Report once; cleared before the record is reserved,
+			 * for weft_report (see there). */
+			st->proto = 0;
+			emit(skops, st, now);
 			if (st->kind == WEFT_KIND_L7) {
 				struct weft_origdst_key k = {};
 
 				origdst_key(skops, &k);
 				bpf_map_delete_elem(&weft_origdst, &k);
 			}
-			if (st->kind != WEFT_KIND_NONE) {
-				struct weft_revnat_key rk = { .cookie = bpf_get_socket_cookie(skops),
-							      .port = st->dst_port };
-
-				addr_copy((__u32 *)rk.addr, (const __u32 *)st->dst_addr);
-				bpf_map_delete_elem(&weft_revnat, &rk);
-			}
-			st->proto = 0; /* report once */
 		}
 		if (st->accel >= WEFT_ACCEL_INSERTED) {
 			struct weft_sock_key k = {};
@@ -852,6 +889,84 @@ int weft_sockops(struct bpf_sock_ops *skops)
 		break;
 	}
 	return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Periodic telemetry: an iterator over weft_sockstate, which ReadEvents runs
+ * every half Config.TelemetryInterval. It sees every socket with storage,
+ * in every network namespace, and reports the open TCP connections of
+ * meshed workloads whose last report is an interval old, idle ones too.
+ * Nothing runs per packet (a sockops RTT callback did, on every ACK).
+ *
+ * It holds no socket lock, so a connection may close meanwhile; its close
+ * record must come last. sockops clears st->proto before it reserves the
+ * close record, and this program checks it after it reserved its own: the
+ * ring buffer's lock orders the two, so a periodic record reserved after
+ * the close record sees the cleared proto and is discarded. */
+
+SEC("iter/bpf_sk_storage_map")
+int weft_report(struct bpf_iter__bpf_sk_storage_map *ctx)
+{
+	struct weft_sock_state *st = ctx->value;
+	struct sock *sk = ctx->sk;
+	struct weft_conn_event *e;
+	struct tcp_sock *tp;
+	__u64 now;
+	int state;
+
+	if (!sk || !st || st->proto != WEFT_PROTO_TCP || !weft_cfg.telemetry_interval_ns)
+		return 0;
+	state = sk->__sk_common.skc_state;
+	if (state == BPF_TCP_SYN_SENT || state == BPF_TCP_CLOSE)
+		return 0;
+	now = bpf_ktime_get_ns();
+	if (now - st->last_report_ns < weft_cfg.telemetry_interval_ns)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	st->last_report_ns = now;
+
+	e = bpf_ringbuf_reserve(&weft_events, sizeof(*e), 0);
+	if (!e) {
+		count(WEFT_C_RINGBUF_FULL);
+		return 0;
+	}
+	e->cookie = bpf_get_socket_cookie(sk);
+	e->bytes_sent = tp->bytes_acked + st->accel_sent;
+	e->bytes_received = tp->bytes_received;
+	if (sk->__sk_common.skc_family == AF_INET) {
+		addr_v4((__u32 *)e->src_addr, sk->__sk_common.skc_rcv_saddr);
+		addr_v4((__u32 *)e->dst_addr, sk->__sk_common.skc_daddr);
+	} else {
+		addr_copy((__u32 *)e->src_addr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32);
+		addr_copy((__u32 *)e->dst_addr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32);
+	}
+	e->src_port = sk->__sk_common.skc_num;
+	e->dst_port = bpf_ntohs(sk->__sk_common.skc_dport);
+	e->srtt_us = tp->srtt_us >> 3;
+	e->retransmits = tp->total_retrans;
+	if (st->accel >= WEFT_ACCEL_INSERTED) {
+		/* What its accepted peer redirected to it (accel_received). */
+		struct weft_sock_key k = {};
+		__u64 *rx;
+
+		k.netns = sk->__sk_common.skc_net.net->net_cookie;
+		addr_copy((__u32 *)k.src_addr, (const __u32 *)e->src_addr);
+		addr_copy((__u32 *)k.dst_addr, (const __u32 *)e->dst_addr);
+		k.src_port = e->src_port;
+		k.dst_port = e->dst_port;
+		rx = bpf_map_lookup_elem(&weft_accel_rx, &k);
+		if (rx)
+			e->bytes_received += *rx;
+	}
+	record_common(e, st, 0, now);
+	if (st->proto != WEFT_PROTO_TCP) {
+		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+		return 0;
+	}
+	submit(e);
+	return 0;
 }
 
 /* ------------------------------------------------------------------------ */
