@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -69,6 +70,7 @@ type options struct {
 	nodeID      string
 	cacheDir    string
 	gateways    []string
+	mark        uint32
 	showVersion bool
 }
 
@@ -98,6 +100,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		o.gateways = append(o.gateways, v)
 		return nil
 	})
+	fs.Func("mark", "SO_MARK of every upstream socket, so that the agent's proxy.mark exempts them from redirection (0: none; needs CAP_NET_ADMIN)", func(v string) error {
+		m, err := strconv.ParseUint(v, 0, 32)
+		if err != nil {
+			return fmt.Errorf("want a 32-bit number (decimal or 0x hex), got %q", v)
+		}
+		o.mark = uint32(m)
+		return nil
+	})
 	fs.StringVar(&o.configDir, "config-dir", "", "directory of *.json files, one per node id, as the translator renders them ({nodeId, listeners, routes, clusters, endpoints}; protojson), instead of ADS")
 	fs.StringVar(&o.nodeState, "node-state", "", "node state (protojson weft.nodeapi.v1.NodeState) giving the workloads' cgroups and virtual nodes, instead of ADS")
 	fs.StringVar(&o.cgroupRoot, "cgroup-root", defaultCgroup, "cgroup v2 directory the node state's cgroup paths are relative to (the agent's cgroupRoot)")
@@ -124,7 +134,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	clusters := cluster.NewManager(cluster.Options{Registerer: reg}, log)
+	clusters := cluster.NewManager(cluster.Options{Registerer: reg, Mark: o.mark}, log)
 	defer clusters.Close()
 	deps := proxy.Deps{Clusters: clusters, Registerer: reg, Gatherer: reg}
 	if cfg.OutboundListen != "" {

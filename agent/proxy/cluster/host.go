@@ -73,6 +73,7 @@ type pool struct {
 	c       *Cluster
 	h       *host
 	timeout time.Duration
+	mark    uint32
 	tls     *tls.Config
 	tr      *http.Transport
 	scheme  string
@@ -82,7 +83,7 @@ type pool struct {
 }
 
 func newPool(c *Cluster, h *host, s *spec) *pool {
-	p := &pool{key: s.poolKey(), c: c, h: h, timeout: s.connectTimeout, scheme: "http"}
+	p := &pool{key: s.poolKey(), c: c, h: h, timeout: s.connectTimeout, mark: s.mark, scheme: "http"}
 	if s.tls != nil {
 		p.tls = s.tls.config.Clone()
 		p.scheme = "https"
@@ -140,7 +141,7 @@ func newTransport(http2 bool, idle time.Duration, maxConns int64, dial func(cont
 // dial opens a counted TCP connection to the host within the cluster's
 // connect timeout.
 func (p *pool) dial(ctx context.Context) (net.Conn, error) {
-	d := net.Dialer{Timeout: p.timeout}
+	d := newDialer(p.timeout, p.mark)
 	conn, err := d.DialContext(ctx, "tcp", p.h.address().String())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConnectFailure, err)

@@ -41,6 +41,11 @@ type Options struct {
 	// Resolver resolves STRICT_DNS and LOGICAL_DNS names; nil is
 	// net.DefaultResolver.
 	Resolver Resolver
+	// Mark, when not 0, is set as SO_MARK on every upstream socket (requests,
+	// tcp_proxy and health checks), so that a datapath exempting that mark
+	// (weft-agent's proxy.mark) does not redirect the proxy's own
+	// connections. Setting it needs CAP_NET_ADMIN.
+	Mark uint32
 }
 
 // Manager holds weft-proxy's upstream clusters, one set per node id (each
@@ -51,6 +56,7 @@ type Options struct {
 type Manager struct {
 	log      *slog.Logger
 	resolver Resolver
+	mark     uint32
 	metrics  *metrics
 
 	mu     sync.Mutex
@@ -72,6 +78,7 @@ func NewManager(opts Options, log *slog.Logger) *Manager {
 	m := &Manager{
 		log:      log.With(keyComponent, "upstreams"),
 		resolver: opts.Resolver,
+		mark:     opts.Mark,
 		nodes:    map[string]map[string]*Cluster{},
 	}
 	if m.resolver == nil {
@@ -139,6 +146,7 @@ func (m *Manager) Update(nodeID string, clusters []*clusterv3.Cluster, loadAssig
 			errs = append(errs, err)
 			continue
 		}
+		s.mark = m.mark
 		if _, dup := specs[s.name]; dup {
 			errs = append(errs, fmt.Errorf("cluster %s: defined twice", s.name))
 			continue
