@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/weft-mesh/weft/test/meshbed"
+	"github.com/weft-mesh/weft/test/netsim"
 	"github.com/weft-mesh/weft/test/testutil"
 )
 
@@ -23,6 +25,9 @@ var commands = []string{"weft-agent", "weft-proxy", "weft-controller", "weftctl"
 var binDir string
 
 func TestMain(m *testing.M) {
+	// In a process started into a simulated node (TestUnitCapabilities),
+	// this runs its program and exits.
+	netsim.RunMain(meshbed.Programs())
 	os.Exit(testMain(m))
 }
 
@@ -159,3 +164,6 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// chmodX makes a file executable.
+func chmodX(path string) error { return os.Chmod(path, 0o755) }
