@@ -36,6 +36,14 @@ type kustomization struct {
 		NewTag  string `json:"newTag,omitempty"`
 		Digest  string `json:"digest,omitempty"`
 	} `json:"images"`
+	SecretGenerator []struct {
+		Name    string   `json:"name"`
+		Files   []string `json:"files"`
+		Options struct {
+			DisableNameSuffixHash bool              `json:"disableNameSuffixHash"`
+			Labels                map[string]string `json:"labels"`
+		} `json:"options"`
+	} `json:"secretGenerator"`
 }
 
 // manifests are the typed objects of deploy/kubernetes.
@@ -168,8 +176,16 @@ func TestKubernetesManifests(t *testing.T) {
 	if ctrl == nil || node == nil {
 		t.Fatalf("want Deployment weft-controller and DaemonSet weft-node, got %d deployments and %d daemon sets", len(m.deployments), len(m.daemonSets))
 	}
-	if m.services["weft-controller"] == nil || m.secrets["weft-token"] == nil || len(m.pvcs) != 1 {
-		t.Fatal("want Service weft-controller, Secret weft-token and one PersistentVolumeClaim")
+	if m.services["weft-controller"] == nil || len(m.pvcs) != 1 {
+		t.Fatal("want Service weft-controller and one PersistentVolumeClaim")
+	}
+	// The token Secret comes from the user's file, under a fixed name that
+	// the pods mount, and has no default value in the manifests.
+	if len(m.secrets) != 0 {
+		t.Errorf("Secrets in the manifests (%d): the token comes from kustomization.yaml's secretGenerator", len(m.secrets))
+	}
+	if g := k.SecretGenerator; len(g) != 1 || g[0].Name != "weft-token" || !slices.Equal(g[0].Files, []string{"token"}) || !g[0].Options.DisableNameSuffixHash {
+		t.Errorf("kustomization.yaml: want one secretGenerator weft-token from the file token, without a name suffix; got %+v", g)
 	}
 	for _, img := range k.Images {
 		if img.Name == "" {
@@ -220,9 +236,6 @@ func TestKubernetesManifests(t *testing.T) {
 	mounted(t, "controller auth.bearerTokenFile", cc, ctrlCfg.Auth.BearerTokenFile, "token", ctrl.Spec.Template.Spec.Volumes, "weft-token")
 	mounted(t, "agent xds.tokenFile", ac, agentCfg.XDS.TokenFile, "token", node.Spec.Template.Spec.Volumes, "weft-token")
 	mounted(t, "proxy -xds-token-file", pc, proxyArgs["xds-token-file"], "token", node.Spec.Template.Spec.Volumes, "weft-token")
-	if _, ok := m.secrets["weft-token"].StringData["token"]; !ok {
-		t.Error("Secret weft-token: no key token")
-	}
 
 	// The controller listens where the Service and the nodes connect.
 	svc := m.services["weft-controller"]
