@@ -194,7 +194,12 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 
 	// Every container runs a weft command (or weft-node-net) with flags the
-	// command has; $(VAR) references name env vars of the container.
+	// command has, at the path where deploy/Dockerfile puts it; $(VAR)
+	// references name env vars of the container.
+	dockerfile, err := os.ReadFile(deployPath(t, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	pods := map[string]*corev1.PodSpec{"Deployment weft-controller": &ctrl.Spec.Template.Spec, "DaemonSet weft-node": &node.Spec.Template.Spec}
 	for name, spec := range pods {
 		for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
@@ -209,10 +214,16 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 			switch bin := path.Base(c.Command[0]); bin {
 			case "weft-node-net":
+				if !strings.Contains(string(dockerfile), "COPY deploy/systemd/weft-node-net "+c.Command[0]+"\n") {
+					t.Errorf("%s: deploy/Dockerfile does not copy weft-node-net to %s", where, c.Command[0])
+				}
 				checkNodeNetArgs(t, where, args)
 			case "weft-agent", "weft-proxy", "weft-controller":
-				if dir := path.Dir(c.Command[0]); dir != "/usr/local/bin" {
-					t.Errorf("%s: %s is in %s, the image (deploy/Dockerfile) has it in /usr/local/bin", where, bin, dir)
+				if dir := path.Dir(c.Command[0]); dir != "/usr/local/bin" || !strings.Contains(string(dockerfile), "COPY --from=build /out/ /usr/local/bin/") {
+					t.Errorf("%s: %s is in %s, deploy/Dockerfile does not put it there", where, bin, dir)
+				}
+				if !strings.Contains(string(dockerfile), "./cmd/"+bin+" ") {
+					t.Errorf("%s: deploy/Dockerfile does not build ./cmd/%s", where, bin)
 				}
 				checkArgs(t, where, bin, args)
 			default:
