@@ -25,9 +25,10 @@ export DEBIAN_FRONTEND := noninteractive
 # missing ones. Go itself comes from /usr/local/go. protobuf-compiler,
 # clang-14, llvm-14, libbpf-dev and bpftool pin the generators of
 # `make generate` (CI regenerates and diffs); iproute2 and curl drive the
-# datapath and end-to-end tests. Planned: etcd-server (HA store tests),
+# datapath and end-to-end tests; systemd (systemd-analyze verify) and
+# shellcheck check deploy/ (test/deploy). Planned: etcd-server (HA store tests),
 # prometheus. (nginx and haproxy: BENCH_APT_PACKAGES, installed by `make bench`.)
-APT_PACKAGES ?= git ca-certificates protobuf-compiler clang-14 llvm-14 libbpf-dev bpftool iproute2 curl
+APT_PACKAGES ?= git ca-certificates protobuf-compiler clang-14 llvm-14 libbpf-dev bpftool iproute2 curl systemd shellcheck
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
@@ -52,7 +53,7 @@ FUZZ_TARGETS = ${shell grep -rEo --include='*_test.go' --exclude-dir=bin --exclu
 # Directories that hold //go:generate directives.
 GENERATE_DIRS = $(shell grep -rl --include='*.go' --exclude-dir=bin --exclude-dir='.?*' '^//go:generate ' . 2>/dev/null | xargs -r -n1 dirname | sort -u)
 # Packages whose tests touch the kernel.
-PRIV_PKGS = $(foreach d,agent test/testutil,$(if $(wildcard $(d)),./$(d)/...))
+PRIV_PKGS = $(foreach d,agent test/testutil test/deploy,$(if $(wildcard $(d)),./$(d)/...))
 
 # Test recipes run `go test -json ... | $(TESTSUM)`: a compact report that
 # shows failures and skip reasons and ends in "tests: N passed, N failed, N skipped".
@@ -215,11 +216,21 @@ demo: deps ## Run the demo: the mesh on two simulated nodes, a guided tour (ARGS
 
 .PHONY: vm-up
 vm-up: ## Start the Vagrant VM (Debian 12) with the repo synced to ~/weft
-	vagrant up
+	vagrant up dev
 
 .PHONY: vm-test
 vm-test: ## Run make test inside the Vagrant VM (as root)
-	vagrant ssh -c 'cd /home/vagrant/weft && sudo make test'
+	vagrant ssh dev -c 'cd /home/vagrant/weft && sudo make test'
+
+# The architecture of the Vagrant mesh's machines (debian/bookworm64).
+VAGRANT_GOARCH ?= amd64
+
+.PHONY: vagrant-mesh
+vagrant-mesh: ## Bring up a controller and two nodes in Vagrant, installed by deploy/install.sh (see deploy/README.md)
+	mkdir -p $(BIN)/vagrant .vagrant-mesh
+	GOOS=linux GOARCH=$(VAGRANT_GOARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/vagrant/ ./cmd/...
+	test -s .vagrant-mesh/token || (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >.vagrant-mesh/token && echo >>.vagrant-mesh/token)
+	vagrant up controller node1 node2
 
 .PHONY: clean
 clean: ## Remove bin/ and the test cache

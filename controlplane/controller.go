@@ -287,6 +287,10 @@ func (c *Controller) XDSAddr() net.Addr {
 // Registry is the controller's endpoint registry.
 func (c *Controller) Registry() *registry.Registry { return c.eps }
 
+// Metrics is the registry of the controller's metrics, the one /metrics
+// serves.
+func (c *Controller) Metrics() *prometheus.Registry { return c.reg }
+
 // Syncer is the controller's snapshot pipeline.
 func (c *Controller) Syncer() *xds.Syncer { return c.syncer }
 

@@ -17,6 +17,8 @@
 //   - bench: the datapath comparison behind `make bench`.
 //   - e2e: end-to-end tests of whole meshes on simulated nodes, behind the
 //     e2e build tag.
+//   - deploy: checks deploy/ (manifests, systemd units, install.sh, the
+//     Grafana dashboard, the Vagrantfile) against the code it deploys.
 //
 // # Test tiers
 //

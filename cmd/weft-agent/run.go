@@ -34,6 +34,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&over.NodeName, "node-name", "", "this node's name (default: the host name)")
 	fs.StringVar(&over.CgroupRoot, "cgroup-root", "", "cgroup v2 directory the datapath attaches to (default: the cgroup2 mount)")
 	fs.StringVar(&over.PinPath, "pin-path", "", "bpffs directory of the pinned maps and links (default "+agent.DefaultPinPath+")")
+	fs.StringVar(&over.Proxy.TunnelAddress, "tunnel-address", "", "the node proxy's tunnel listener as other nodes reach it, ip:port (overrides proxy.tunnelAddress)")
 	fs.StringVar(&over.MetricsListen, "metrics-listen", "", "address of /metrics, /healthz, /readyz and /debug/ (default "+agent.DefaultMetricsListen+")")
 	fs.BoolVar(&printConfig, "print-config", false, "print the effective configuration (file, flags and defaults) and exit")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
@@ -64,6 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		{&cfg.CgroupRoot, over.CgroupRoot},
 		{&cfg.PinPath, over.PinPath},
 		{&cfg.MetricsListen, over.MetricsListen},
+		{&cfg.Proxy.TunnelAddress, over.Proxy.TunnelAddress},
 	} {
 		if o.v != "" {
 			*o.dst = o.v

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -70,6 +71,7 @@ type options struct {
 	cacheDir    string
 	gateways    []string
 	plainTunnel bool
+	mark        uint32
 	showVersion bool
 }
 
@@ -99,6 +101,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		o.gateways = append(o.gateways, v)
+		return nil
+	})
+	fs.Func("mark", "SO_MARK of every upstream socket, so that the agent's proxy.mark exempts them from redirection (0: none; needs CAP_NET_ADMIN)", func(v string) error {
+		m, err := strconv.ParseUint(v, 0, 32)
+		if err != nil {
+			return fmt.Errorf("want a 32-bit number (decimal or 0x hex), got %q", v)
+		}
+		o.mark = uint32(m)
 		return nil
 	})
 	fs.StringVar(&o.configDir, "config-dir", "", "directory of *.json files, one per node id, as the translator renders them ({nodeId, listeners, routes, clusters, endpoints}; protojson), instead of ADS")
@@ -136,7 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// (g.Wait).
 		defer conn.Close()
 	}
-	copts := cluster.Options{Registerer: reg}
+	copts := cluster.Options{Registerer: reg, Mark: o.mark}
 	deps := proxy.Deps{Registerer: reg, Gatherer: reg}
 	var ids *proxy.Identities
 	if conn != nil && cfg.TunnelListen != "" && !o.plainTunnel {

@@ -50,7 +50,7 @@ func TestRunConfigDir(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	var out, errb bytes.Buffer
-	err := run(ctx, []string{"-outbound-listen", "", "-admin-listen", "127.0.0.1:0", "-config-dir", dir, "-drain-timeout", "1s"}, &out, &errb)
+	err := run(ctx, []string{"-outbound-listen", "", "-admin-listen", "127.0.0.1:0", "-config-dir", dir, "-drain-timeout", "1s", "-mark", "0x2a"}, &out, &errb)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, errb.String())
 	}
@@ -137,6 +137,9 @@ func TestRunFlagCombinations(t *testing.T) {
 		{"-xds-server", "127.0.0.1:1", "-node-id", ""},
 		{"-gateway", "mesh/demo/virtualGateway/gw"},
 		{"-xds-server", "127.0.0.1:1", "-gateway", "mesh/demo/virtualNode/front"},
+		{"-mark", "0x100000000"},
+		{"-mark", "-1"},
+		{"-mark", "blue"},
 	} {
 		var out, errb bytes.Buffer
 		if err := run(context.Background(), append(args, "-outbound-listen", "", "-admin-listen", ""), &out, &errb); err == nil {

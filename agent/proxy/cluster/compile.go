@@ -125,6 +125,7 @@ type spec struct {
 	panicThreshold  float64
 	overprov        uint32
 	connectTimeout  time.Duration
+	mark            uint32 // SO_MARK of upstream sockets (Options.Mark)
 	http2           bool
 	idleTimeout     time.Duration
 	limits          limits
@@ -142,7 +143,7 @@ type spec struct {
 // its pool across updates while this stays the same.
 func (s *spec) poolKey() string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%v|%v|%v|%d|", s.http2, s.connectTimeout, s.idleTimeout, s.limits.maxConnections)
+	fmt.Fprintf(h, "%v|%v|%v|%d|%d|", s.http2, s.connectTimeout, s.idleTimeout, s.limits.maxConnections, s.mark)
 	if s.tls != nil {
 		h.Write([]byte(s.tls.fingerprint))
 	}

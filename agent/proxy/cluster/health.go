@@ -31,6 +31,7 @@ const (
 type prober struct {
 	tr   *http.Transport // HTTP and gRPC
 	addr netip.AddrPort
+	mark uint32
 }
 
 // healthLoop runs the cluster's active health checks until ctx ends: every
@@ -144,14 +145,14 @@ func (c *Cluster) healthResultLocked(h *host, err error) {
 }
 
 func newProber(s *spec, addr netip.AddrPort) *prober {
-	p := &prober{addr: addr}
+	p := &prober{addr: addr, mark: s.mark}
 	hs := s.health
 	if hs.kind == healthTCP {
 		return p
 	}
 	tlsCfg := s.tls
 	dial := func(ctx context.Context) (net.Conn, error) {
-		d := net.Dialer{Timeout: s.connectTimeout}
+		d := newDialer(s.connectTimeout, s.mark)
 		return d.DialContext(ctx, "tcp", addr.String())
 	}
 	if tlsCfg != nil {
@@ -185,7 +186,7 @@ func (p *prober) scheme() string {
 func (p *prober) check(ctx context.Context, cluster string, hs *healthSpec) error {
 	switch hs.kind {
 	case healthTCP:
-		var d net.Dialer
+		d := newDialer(0, p.mark)
 		conn, err := d.DialContext(ctx, "tcp", p.addr.String())
 		if err != nil {
 			return err

@@ -75,6 +75,7 @@ type pool struct {
 	c       *Cluster
 	h       *host
 	timeout time.Duration
+	mark    uint32
 	tls     *tls.Config
 	tr      *http.Transport
 	scheme  string
@@ -85,7 +86,7 @@ type pool struct {
 }
 
 func newPool(c *Cluster, h *host, s *spec) *pool {
-	p := &pool{key: s.poolKey(), c: c, h: h, timeout: s.connectTimeout, scheme: "http", tunnel: h.tunnel}
+	p := &pool{key: s.poolKey(), c: c, h: h, timeout: s.connectTimeout, mark: s.mark, scheme: "http", tunnel: h.tunnel}
 	if s.tls != nil {
 		p.tls = s.tls.config.Clone()
 		p.scheme = "https"
@@ -148,7 +149,7 @@ func (p *pool) dial(ctx context.Context) (net.Conn, error) {
 	if p.tunnel.addr.IsValid() {
 		conn, err = p.c.m.tunnels.dial(ctx, p.c.node, p.tunnel, p.h.address(), p.timeout)
 	} else {
-		d := net.Dialer{Timeout: p.timeout}
+		d := newDialer(p.timeout, p.mark)
 		conn, err = d.DialContext(ctx, "tcp", p.h.address().String())
 	}
 	if err != nil {

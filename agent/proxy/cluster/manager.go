@@ -44,6 +44,11 @@ type Options struct {
 	// TunnelIdentity gives the tunnels to other nodes' proxies their
 	// mutual TLS; nil: plaintext h2c tunnels.
 	TunnelIdentity TunnelIdentity
+	// Mark, when not 0, is set as SO_MARK on every upstream socket (requests,
+	// tcp_proxy and health checks), so that a datapath exempting that mark
+	// (weft-agent's proxy.mark) does not redirect the proxy's own
+	// connections. Setting it needs CAP_NET_ADMIN.
+	Mark uint32
 }
 
 // Manager holds weft-proxy's upstream clusters, one set per node id (each
@@ -54,6 +59,7 @@ type Options struct {
 type Manager struct {
 	log      *slog.Logger
 	resolver Resolver
+	mark     uint32
 	metrics  *metrics
 
 	mu     sync.Mutex
@@ -76,8 +82,9 @@ func NewManager(opts Options, log *slog.Logger) *Manager {
 	m := &Manager{
 		log:      log.With(keyComponent, "upstreams"),
 		resolver: opts.Resolver,
+		mark:     opts.Mark,
 		nodes:    map[string]map[string]*Cluster{},
-		tunnels:  newTunnels(opts.TunnelIdentity),
+		tunnels:  newTunnels(opts.TunnelIdentity, opts.Mark),
 	}
 	if m.resolver == nil {
 		m.resolver = net.DefaultResolver
@@ -144,6 +151,7 @@ func (m *Manager) Update(nodeID string, clusters []*clusterv3.Cluster, loadAssig
 			errs = append(errs, err)
 			continue
 		}
+		s.mark = m.mark
 		if _, dup := specs[s.name]; dup {
 			errs = append(errs, fmt.Errorf("cluster %s: defined twice", s.name))
 			continue

@@ -74,6 +74,7 @@ type TunnelIdentity interface {
 // plaintext h2c.
 type tunnels struct {
 	ident TunnelIdentity // nil: h2c
+	mark  uint32         // SO_MARK of the tunnel sockets (Options.Mark)
 
 	mu     sync.Mutex
 	trs    map[tunnelKey]*http.Transport
@@ -88,8 +89,8 @@ type tunnelKey struct {
 	tunnel tunnelRef
 }
 
-func newTunnels(ident TunnelIdentity) *tunnels {
-	return &tunnels{ident: ident, trs: map[tunnelKey]*http.Transport{}}
+func newTunnels(ident TunnelIdentity, mark uint32) *tunnels {
+	return &tunnels{ident: ident, mark: mark, trs: map[tunnelKey]*http.Transport{}}
 }
 
 // transport returns the transport of caller's streams.
@@ -107,13 +108,15 @@ func (t *tunnels) transport(caller string, tunnel tunnelRef) (*http.Transport, e
 		return tr, nil
 	}
 	var protos http.Protocols
+	d := newDialer(0, t.mark)
+	d.KeepAlive = 30 * time.Second
 	tr := &http.Transport{
 		Proxy:              nil,
 		DisableCompression: true,
 		IdleConnTimeout:    time.Hour,
 		// Each dial is bounded by the context of the CONNECT that needs it,
 		// which carries the cluster's connect timeout.
-		DialContext: (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext,
+		DialContext: d.DialContext,
 		HTTP2: &http.HTTP2Config{
 			// A dead peer is noticed without waiting for TCP.
 			SendPingTimeout: 30 * time.Second,

@@ -58,7 +58,7 @@ func startTunnelServer(t *testing.T, targets map[string]bool) (netip.AddrPort, c
 func TestTunnelDial(t *testing.T) {
 	target := netip.MustParseAddrPort("10.9.0.7:8080")
 	addr, seen := startTunnelServer(t, map[string]bool{target.String(): true})
-	tn := newTunnels(nil)
+	tn := newTunnels(nil, 0)
 	defer tn.close()
 	ctx := context.Background()
 
