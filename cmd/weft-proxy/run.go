@@ -69,6 +69,7 @@ type options struct {
 	nodeID      string
 	cacheDir    string
 	gateways    []string
+	pprofListen string
 	showVersion bool
 }
 
@@ -101,6 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.configDir, "config-dir", "", "directory of *.json files, one per node id, as the translator renders them ({nodeId, listeners, routes, clusters, endpoints}; protojson), instead of ADS")
 	fs.StringVar(&o.nodeState, "node-state", "", "node state (protojson weft.nodeapi.v1.NodeState) giving the workloads' cgroups and virtual nodes, instead of ADS")
 	fs.StringVar(&o.cgroupRoot, "cgroup-root", defaultCgroup, "cgroup v2 directory the node state's cgroup paths are relative to (the agent's cgroupRoot)")
+	fs.StringVar(&o.pprofListen, "pprof-listen", "", "address of net/http/pprof's /debug/pprof/ for profiling (empty: none; never expose it beyond the node)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -161,6 +163,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer conn.Close()
 		p.WaitFor(ads.Warm())
 		g.Go(func() error { return ads.Run(gctx) })
+	}
+	if o.pprofListen != "" {
+		if err := servePprof(gctx, g, o.pprofListen, log); err != nil {
+			return err
+		}
 	}
 	g.Go(func() error { return clusters.Run(gctx) })
 	g.Go(func() error { return p.Run(gctx) })
