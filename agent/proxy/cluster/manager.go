@@ -237,8 +237,9 @@ func (c *Cluster) setHostsLocked(s *spec, eps []endpointSpec) {
 		if !ok {
 			h = newHost(key, e.addr)
 		}
-		addr := e.addr
-		h.addr.Store(&addr)
+		if h.address() != e.addr {
+			h.setAddress(e.addr)
+		}
 		h.weight, h.hcPort, h.edsHealthy = e.weight, e.hcPort, e.edsHealthy
 		if s.health == nil {
 			h.hcHealthy, h.hcOK, h.hcFail = true, 0, 0
