@@ -193,7 +193,11 @@ func (c *Cluster) acquire(ctx context.Context, hints Hints) (*Lease, error) {
 		c.pending++
 	}
 	h.active++
-	h.lastUsed = time.Now()
+	if s.discovery == discoveryOriginalDst {
+		// Only the clean-up of original-destination hosts reads it: no
+		// clock read per request elsewhere.
+		h.lastUsed = time.Now()
+	}
 	c.active++
 	if retry {
 		c.retries++
