@@ -20,18 +20,19 @@ import (
 // and a write goroutine per connection and hands every request and
 // response between them and the caller over channels; under load that
 // hand-over, its allocations and the scheduling it causes cost more CPU than
-// the request's own work. The pool serves requests without a body that do
-// not upgrade the connection; the others (and HTTP/2) go through the
-// host's http.Transport (pool.RoundTrip chooses).
+// the request's own work. The pool serves GET, HEAD, OPTIONS and TRACE
+// requests without a body that do not upgrade the connection (h1Eligible);
+// the others (and HTTP/2) go through the host's http.Transport
+// (pool.RoundTrip chooses).
 //
 // Semantics kept from net/http's Transport: at most maxConns connections
 // (requests beyond wait for one, within their context), idle connections
 // closed after idleTimeout, a request on a reused connection that the
-// server had closed meanwhile sent again on another one (idempotent
-// methods, nothing of the response read yet), the context cancelling the
-// exchange and the body read (context.Canceled or DeadlineExceeded, as the
-// Transport reports them), 1xx responses skipped, Connection: close and
-// bodies delimited by the connection's end honoured.
+// server had closed meanwhile sent again on another one (nothing of the
+// response read yet), the context cancelling the exchange and the body
+// read (context.Canceled or DeadlineExceeded, as the Transport reports
+// them), 1xx responses skipped, Connection: close and bodies delimited by
+// the connection's end honoured.
 type h1Pool struct {
 	dial        func(context.Context) (net.Conn, error)
 	idleTimeout time.Duration
@@ -78,10 +79,14 @@ func (c *h1Conn) close() {
 	}
 }
 
-// eligible tells the requests h1Pool serves: no body, no upgrade, and a
-// Host it can write as it is.
+// h1Eligible tells the requests h1Pool serves: GET, HEAD, OPTIONS and
+// TRACE without a body and without an upgrade, with a Host it can write as
+// it is. Only those, because the pool does not watch its idle connections
+// (the Transport's read goroutine does): a request that meets one the
+// server has closed meanwhile is sent again on a new connection, which
+// only an idempotent request may be.
 func h1Eligible(req *http.Request) bool {
-	if req.Body != nil && req.Body != http.NoBody {
+	if !idempotent(req.Method) || (req.Body != nil && req.Body != http.NoBody) {
 		return false
 	}
 	if _, up := req.Header["Upgrade"]; up {
@@ -132,7 +137,7 @@ func (c *h1Conn) exchange(ctx context.Context, req *http.Request, reused bool) (
 	}
 	if _, err := c.br.Peek(1); err != nil {
 		resp, _, err := fail(err)
-		return resp, reused && ctx.Err() == nil && idempotent(req.Method), err
+		return resp, reused && ctx.Err() == nil, err
 	}
 	for n := 0; ; n++ {
 		resp, err = http.ReadResponse(c.br, req)
@@ -166,7 +171,9 @@ var aLongTimeAgo = time.Unix(1, 0)
 // release ends c's exchange: back to the pool when keep and the context's
 // cancellation did not touch the connection, closed otherwise.
 func (c *h1Conn) release(stop func() bool, keep bool) {
-	if !stop() || !keep {
+	// Bytes after the answer are not an answer to anything: such a
+	// connection is not reused.
+	if !stop() || !keep || c.br.Buffered() > 0 {
 		c.close()
 		return
 	}

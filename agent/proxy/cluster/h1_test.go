@@ -208,6 +208,33 @@ func TestH1InformationalAndClose(t *testing.T) {
 	}
 }
 
+// Bytes the server sent after an answer (here an unsolicited 408) are no
+// answer to the next request: that connection is not reused.
+func TestH1BytesAfterAnswer(t *testing.T) {
+	s := newRawServer(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			if _, ok := readHead(br); !ok {
+				return
+			}
+			_, _ = io.WriteString(c, okResponse+"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+		}
+	})
+	p := s.pool(t, 0, time.Minute)
+	for i := range 2 {
+		resp, err := p.roundTrip(getReq(context.Background(), t, http.MethodGet))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d: status %d, want 200", i, resp.StatusCode)
+		}
+		readAll(t, resp)
+	}
+	if n := s.conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2", n)
+	}
+}
+
 // Cancelling the context stops a body read with the context's error, and
 // the connection is not reused.
 func TestH1CancelDuringBody(t *testing.T) {
@@ -402,6 +429,10 @@ func TestH1Eligible(t *testing.T) {
 		t.Error("upgrade eligible")
 	}
 	r = getReq(context.Background(), t, http.MethodPost)
+	if h1Eligible(r) {
+		t.Error("POST eligible")
+	}
+	r = getReq(context.Background(), t, http.MethodGet)
 	r.Body = io.NopCloser(strings.NewReader("x"))
 	if h1Eligible(r) {
 		t.Error("request with a body eligible")
