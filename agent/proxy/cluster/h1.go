@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -45,6 +46,10 @@ type h1Pool struct {
 	// for a request of this pool that found none.
 	evict func()
 
+	// probeAfter is how long a connection may stay idle before it is
+	// checked (usable) when taken from the pool.
+	probeAfter time.Duration
+
 	mu      sync.Mutex
 	idle    []*h1Conn // most recently used last
 	waiters []chan *h1Conn
@@ -55,7 +60,7 @@ type h1Pool struct {
 const maxInformational = 5
 
 func newH1Pool(dial func(context.Context) (net.Conn, error), idleTimeout time.Duration, maxConns int64) *h1Pool {
-	p := &h1Pool{dial: dial, idleTimeout: idleTimeout, maxIdle: 1024}
+	p := &h1Pool{dial: dial, idleTimeout: idleTimeout, maxIdle: 1024, probeAfter: time.Second}
 	if !unlimited(maxConns) && maxConns > 0 {
 		p.slots = make(chan struct{}, maxConns)
 		p.maxIdle = int(maxConns)
@@ -164,6 +169,33 @@ func (c *h1Conn) exchange(ctx context.Context, req *http.Request, reused bool) (
 	return resp, false, nil
 }
 
+// usable checks a connection that was idle for probeAfter or longer before
+// it carries a request: the server must not have closed it or sent
+// anything meanwhile (the Transport's read goroutine sees both as they
+// happen; this pool looks when it needs the connection). A connection used
+// more recently is taken as it is, without the probe's syscalls: one the
+// server closed since is found out when the request is sent, and the
+// request goes again on another connection.
+func (c *h1Conn) usable(probeAfter time.Duration) bool {
+	if time.Since(c.idleAt) < probeAfter {
+		return true
+	}
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	conn := c.conn
+	if cc, ok := conn.(*countedConn); ok {
+		conn = cc.Conn
+	}
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		// TLS: a record may be pending (a session ticket) that is no
+		// answer; the send finds out.
+		return true
+	}
+	return idleIntact(sc)
+}
+
 // aLongTimeAgo is a deadline in the past: it makes blocked reads and
 // writes on a connection return at once.
 var aLongTimeAgo = time.Unix(1, 0)
@@ -192,9 +224,13 @@ func idempotent(method string) bool {
 // while all maxConns are open.
 func (p *h1Pool) get(ctx context.Context) (*h1Conn, bool, error) {
 	p.mu.Lock()
-	if c := p.popIdleLocked(); c != nil {
+	for c := p.popIdleLocked(); c != nil; c = p.popIdleLocked() {
 		p.mu.Unlock()
-		return c, true, nil
+		if c.usable(p.probeAfter) {
+			return c, true, nil
+		}
+		c.close()
+		p.mu.Lock()
 	}
 	if p.slots == nil {
 		p.mu.Unlock()

@@ -235,6 +235,37 @@ func TestH1BytesAfterAnswer(t *testing.T) {
 	}
 }
 
+// A connection idle for a while is checked before it carries a request:
+// one on which the server sent something unasked (a 408) and closed is
+// not used, and the request gets its answer on a new connection, without
+// a retry of its own.
+func TestH1ProbeIdle(t *testing.T) {
+	s := newRawServer(t, func(c net.Conn, br *bufio.Reader) {
+		if _, ok := readHead(br); !ok {
+			return
+		}
+		_, _ = io.WriteString(c, okResponse)
+		time.Sleep(10 * time.Millisecond)
+		_, _ = io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	})
+	p := s.pool(t, 0, time.Minute)
+	p.probeAfter = 30 * time.Millisecond
+	for i := range 2 {
+		resp, err := p.roundTrip(getReq(context.Background(), t, http.MethodGet))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d: status %d, want 200", i, resp.StatusCode)
+		}
+		readAll(t, resp)
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := s.conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2", n)
+	}
+}
+
 // Cancelling the context stops a body read with the context's error, and
 // the connection is not reused.
 func TestH1CancelDuringBody(t *testing.T) {
