@@ -108,6 +108,21 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.forward(w, r, ci, route, wc, &rq, &e, start)
 }
 
+// Shared X-Forwarded-Proto values: the header map they go into is the
+// outgoing request's, read by the transport and dropped, and nothing
+// writes into a header value in place.
+var (
+	valueHTTP  = []string{"http"}
+	valueHTTPS = []string{"https"}
+)
+
+func schemeValue(scheme string) []string {
+	if scheme == "https" {
+		return valueHTTPS
+	}
+	return valueHTTP
+}
+
 func protoName(r *http.Request) string {
 	if r.ProtoMajor == 2 {
 		return "HTTP/2"
@@ -131,7 +146,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ci *connInfo, ro
 	h := r.Header
 	removeHopByHop(h, upgrade)
 	if _, ok := h["X-Forwarded-Proto"]; !ok {
-		h["X-Forwarded-Proto"] = []string{rq.scheme}
+		h["X-Forwarded-Proto"] = schemeValue(rq.scheme)
 	}
 	e.traceID = propagateTrace(h)
 	upPath := rq.path
@@ -193,8 +208,8 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, ci *connInfo, ro
 		}()
 	}
 
-	var avoidBuf [4]string
-	avoid := avoidBuf[:0]
+	// The hosts of earlier attempts; nil (no allocation) until a retry.
+	var avoid []string
 	retried := false
 	for attempt := 0; ; attempt++ {
 		e.attempts = attempt + 1

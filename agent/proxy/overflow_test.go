@@ -43,18 +43,13 @@ func res(t *testing.T, kind appmesh.Kind, parent, name, spec string) appmesh.Res
 	return appmesh.Resource{Ref: appmesh.Ref{Kind: kind, Mesh: mesh, Parent: parent, Name: name}, Spec: s}
 }
 
-// TestGatewayConnectionPoolOverflowIs503 runs the real translator, the real
-// cluster manager and the proxy together: a gateway whose connection pool
-// allows one connection and one pending request answers the requests beyond
-// that with 503 while the backend is busy, and counts them.
-func TestGatewayConnectionPoolOverflowIs503(t *testing.T) {
-	release := make(chan struct{})
-	arrived := make(chan struct{}, 16)
-	backend := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		arrived <- struct{}{}
-		<-release
-		_, _ = io.WriteString(w, "ok")
-	})}
+// gatewayStack serves handler as the endpoint of virtual node "slow"
+// behind virtual gateway "gw" (listener JSON gwListener, port 8088) with
+// the real translator, cluster manager and proxy, and returns the
+// gateway's URL and the registry of the proxy's metrics.
+func gatewayStack(t *testing.T, handler http.Handler, gwListener string) (string, *prometheus.Registry) {
+	t.Helper()
+	backend := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: handler}
 	var lc net.ListenConfig
 	// The node's endpoint serves on its listener port, 8080, on an address
 	// of its own in 127/8.
@@ -71,7 +66,7 @@ func TestGatewayConnectionPoolOverflowIs503(t *testing.T) {
 			res(t, appmesh.KindMesh, "", "m", `{}`),
 			res(t, appmesh.KindVirtualNode, "", "slow", `{"listeners":[{"portMapping":{"port":8080,"protocol":"http"}}],"serviceDiscovery":{"dns":{"hostname":"slow.local"}}}`),
 			res(t, appmesh.KindVirtualService, "", "slow.local", `{"provider":{"virtualNode":{"virtualNodeName":"slow"}}}`),
-			res(t, appmesh.KindVirtualGateway, "", "gw", `{"listeners":[{"portMapping":{"port":8088,"protocol":"http"},"connectionPool":{"http":{"maxConnections":1,"maxPendingRequests":1}}}]}`),
+			res(t, appmesh.KindVirtualGateway, "", "gw", `{"listeners":[`+gwListener+`]}`),
 			res(t, appmesh.KindGatewayRoute, "gw", "all", `{"httpRoute":{"match":{"prefix":"/"},"action":{"target":{"virtualService":{"virtualServiceName":"slow.local"}}}}}`),
 		},
 		Addresses: map[vip.Key]vip.Addresses{{Mesh: "m", Service: "slow.local"}: {IPv4: netip.MustParseAddr("240.240.0.1")}},
@@ -123,7 +118,21 @@ func TestGatewayConnectionPoolOverflowIs503(t *testing.T) {
 	if addr == nil {
 		t.Fatal("the gateway listener was not bound")
 	}
-	url := "http://" + addr.String() + "/"
+	return "http://" + addr.String() + "/", reg
+}
+
+// TestGatewayConnectionPoolOverflowIs503 runs the real translator, the real
+// cluster manager and the proxy together: a gateway whose connection pool
+// allows one connection and one pending request answers the requests beyond
+// that with 503 while the backend is busy, and counts them.
+func TestGatewayConnectionPoolOverflowIs503(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 16)
+	url, reg := gatewayStack(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		arrived <- struct{}{}
+		<-release
+		_, _ = io.WriteString(w, "ok")
+	}), `{"portMapping":{"port":8088,"protocol":"http"},"connectionPool":{"http":{"maxConnections":1,"maxPendingRequests":1}}}`)
 	c := &http.Client{Timeout: 20 * time.Second}
 
 	// The gateway serves: a first request goes through.

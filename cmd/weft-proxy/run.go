@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -72,6 +73,7 @@ type options struct {
 	gateways    []string
 	plainTunnel bool
 	mark        uint32
+	pprofListen string
 	showVersion bool
 }
 
@@ -114,6 +116,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.configDir, "config-dir", "", "directory of *.json files, one per node id, as the translator renders them ({nodeId, listeners, routes, clusters, endpoints}; protojson), instead of ADS")
 	fs.StringVar(&o.nodeState, "node-state", "", "node state (protojson weft.nodeapi.v1.NodeState) giving the workloads' cgroups and virtual nodes, instead of ADS")
 	fs.StringVar(&o.cgroupRoot, "cgroup-root", defaultCgroup, "cgroup v2 directory the node state's cgroup paths are relative to (the agent's cgroupRoot)")
+	fs.StringVar(&o.pprofListen, "pprof-listen", "", "address of net/http/pprof's /debug/pprof/ for profiling (empty: none; never expose it beyond the node)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -135,6 +138,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	setGC(log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var conn *grpc.ClientConn
@@ -193,12 +197,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		p.WaitFor(ads.Warm())
 		g.Go(func() error { return ads.Run(gctx) })
 	}
+	if o.pprofListen != "" {
+		if err := servePprof(gctx, g, o.pprofListen, log); err != nil {
+			return err
+		}
+	}
 	if ids != nil {
 		g.Go(func() error { return ids.Run(gctx) })
 	}
 	g.Go(func() error { return clusters.Run(gctx) })
 	g.Go(func() error { return p.Run(gctx) })
 	return g.Wait()
+}
+
+// defaultGOGC is the proxy's GC target (GOGC) unless the environment sets
+// one. The request path allocates a few KiB per request (net/http's
+// request, header maps, contexts) over a small live heap, so with the
+// runtime's 100 the collector ran every few thousand requests and took
+// about 8% of the proxy's CPU at saturation; 400 runs it a quarter as
+// often, for a heap that may grow to five times the live one before a
+// collection (measured: 45 instead of 30 MiB resident under saturation;
+// idle, with 1,000 services, unchanged at 54 MiB). GOGC and GOMEMLIMIT
+// in the environment override it.
+const defaultGOGC = 400
+
+// setGC applies defaultGOGC when GOGC is not set.
+func setGC(log *slog.Logger) {
+	if _, set := os.LookupEnv("GOGC"); set {
+		return
+	}
+	debug.SetGCPercent(defaultGOGC)
+	log.Debug("gc target", "gogc", defaultGOGC)
 }
 
 // check reports flag combinations that make no sense.

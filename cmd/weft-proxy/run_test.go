@@ -7,11 +7,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -305,4 +307,22 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// The proxy sets its own GC target unless GOGC is in the environment.
+func TestSetGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	log := slog.New(slog.DiscardHandler)
+	t.Setenv("GOGC", "100")
+	setGC(log)
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("with GOGC=100 set: GC percent %d, want 100", got)
+	}
+	if err := os.Unsetenv("GOGC"); err != nil {
+		t.Fatal(err)
+	}
+	setGC(log)
+	if got := debug.SetGCPercent(100); got != defaultGOGC {
+		t.Errorf("without GOGC: GC percent %d, want %d", got, defaultGOGC)
+	}
 }

@@ -221,7 +221,7 @@ func (b *bed) command(ctx context.Context, ns *testutil.NetNS, cgroup string, cp
 		return nil, nil, fmt.Errorf("open cgroup %s: %w", cgroup, err)
 	}
 	args := append([]string{"--net=" + ns.Path(), "--", "taskset", "-c", strconv.Itoa(cpu)}, argv...)
-	cmd := exec.CommandContext(ctx, "nsenter", args...)
+	cmd := exec.CommandContext(ctx, "nsenter", args...) //nolint:gosec // G702: the bench's own programs; WEFT_BENCH_PROXY_ARGS adds flags, run as the bench's user
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd, Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = time.Second

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -161,6 +162,10 @@ func (b *bed) weftProxyConfig(extra int) map[string]any {
 	}
 }
 
+// envProxyArgs are extra flags of the weft-proxy under test (not of the
+// footprint's), for profiling.
+const envProxyArgs = "WEFT_BENCH_PROXY_ARGS"
+
 // startWeftProxy starts weft-proxy in the cgroup of the node's workload
 // named cgroup, with the bench's configuration and extra services.
 func (b *bed) startWeftProxy(ctx context.Context, cgroup string, extra int, port, adminPort uint16) (*proc, error) {
@@ -184,11 +189,18 @@ func (b *bed) startWeftProxy(ctx context.Context, cgroup string, extra int, port
 		return nil, err
 	}
 	admin := fmt.Sprintf("127.0.0.1:%d", adminPort)
-	p, err := b.start(ctx, "weft-proxy", b.node.NS, b.workloadCgroup(cgroup), cpuProxy, nil,
+	argv := []string{
 		b.bins.proxy, "-config-dir", filepath.Join(dir, "config"), "-node-state", stateFile,
 		"-cgroup-root", b.node.CgroupPath, "-pin-path", filepath.Join(b.node.PinPath, "weft"),
 		"-outbound-listen", netip.AddrPortFrom(b.node.Addr, port).String(),
-		"-admin-listen", admin, "-cache-dir", "", "-log-level", "warn")
+		"-admin-listen", admin, "-cache-dir", "", "-log-level", "warn",
+	}
+	if extra == 0 {
+		// Profiling a bench run: e.g. -pprof-listen 127.0.0.1:6060 (in
+		// the node's namespace).
+		argv = append(argv, strings.Fields(os.Getenv(envProxyArgs))...)
+	}
+	p, err := b.start(ctx, "weft-proxy", b.node.NS, b.workloadCgroup(cgroup), cpuProxy, nil, argv...)
 	if err != nil {
 		return nil, err
 	}

@@ -104,7 +104,7 @@ func (l *Lease) Dial(ctx context.Context) (net.Conn, error) {
 }
 
 // Host is the leased host's "ip:port".
-func (l *Lease) Host() string { return l.h.address().String() }
+func (l *Lease) Host() string { return l.h.addressText() }
 
 // Done reports the outcome and releases the lease's breaker slots.
 // statusCode is the upstream's HTTP status (0 when there was none) and
@@ -193,7 +193,11 @@ func (c *Cluster) acquire(ctx context.Context, hints Hints) (*Lease, error) {
 		c.pending++
 	}
 	h.active++
-	h.lastUsed = time.Now()
+	if s.discovery == discoveryOriginalDst {
+		// Only the clean-up of original-destination hosts reads it: no
+		// clock read per request elsewhere.
+		h.lastUsed = time.Now()
+	}
 	c.active++
 	if retry {
 		c.retries++
@@ -253,7 +257,7 @@ func (c *Cluster) pickLocked(avoid []string) *host {
 	}
 	ok := func(h *host) bool { return panicMode || h.usable() }
 	if len(avoid) > 0 {
-		avoided := func(h *host) bool { return slices.Contains(avoid, h.address().String()) }
+		avoided := func(h *host) bool { return slices.Contains(avoid, h.addressText()) }
 		for _, h := range c.hosts {
 			if ok(h) && !avoided(h) {
 				// Another host is available: leave the avoided ones out.
@@ -398,7 +402,7 @@ func (c *Cluster) Hosts() []HostState {
 	out := make([]HostState, 0, len(c.hosts))
 	for _, h := range c.hosts {
 		out = append(out, HostState{
-			Address: h.address().String(), Weight: h.weight, Healthy: h.edsHealthy && h.hcHealthy,
+			Address: h.addressText(), Weight: h.weight, Healthy: h.edsHealthy && h.hcHealthy,
 			Ejected: h.ejected, Ejections: h.ejections, Active: h.active,
 		})
 	}

@@ -33,6 +33,14 @@
 // Hints.OriginalDst is where an ORIGINAL_DST cluster (App Mesh's
 // mesh-allow-all and amazonaws passthrough) connects.
 //
+// A lease's Transport sends HTTP/1.1 GET, HEAD, OPTIONS and TRACE requests
+// without a body (and that do not upgrade) over the host's own keep-alive
+// client (h1.go), which writes
+// the request and reads the response on the caller's goroutine; requests
+// with a body, upgrades and HTTP/2 go through the host's net/http
+// Transport. Both honour max_connections, the idle timeout and the
+// request's context the same way.
+//
 // # Hosts
 //
 // A host is healthy unless EDS marks it UNHEALTHY, DRAINING or TIMEOUT, or

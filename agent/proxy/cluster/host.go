@@ -21,7 +21,7 @@ import (
 // below mu are guarded by the cluster's mu.
 type host struct {
 	key  string
-	addr atomic.Pointer[netip.AddrPort] // changes only for LOGICAL_DNS
+	addr atomic.Pointer[hostAddr] // changes only for LOGICAL_DNS
 
 	// guarded by Cluster.mu
 	weight     uint32
@@ -42,14 +42,29 @@ type host struct {
 	tunnel     tunnelRef // reached through this tunnel listener (none: directly)
 }
 
+// hostAddr is a host's address with its "ip:port" text, rendered once
+// rather than on every request (Lease.Host, URL.Host, dial).
+type hostAddr struct {
+	ap   netip.AddrPort
+	text string
+}
+
 func newHost(key string, addr netip.AddrPort) *host {
 	h := &host{key: key, weight: 1, edsHealthy: true, hcHealthy: true}
-	h.addr.Store(&addr)
+	h.setAddress(addr)
 	return h
 }
 
+// setAddress changes where connections go (LOGICAL_DNS re-resolution).
+func (h *host) setAddress(addr netip.AddrPort) {
+	h.addr.Store(&hostAddr{ap: addr, text: addr.String()})
+}
+
 // address is where connections go now.
-func (h *host) address() netip.AddrPort { return *h.addr.Load() }
+func (h *host) address() netip.AddrPort { return h.addr.Load().ap }
+
+// addressText is address() as "ip:port".
+func (h *host) addressText() string { return h.addr.Load().text }
 
 // usable reports whether the load balancer may pick the host outside panic
 // mode.
@@ -78,6 +93,7 @@ type pool struct {
 	mark    uint32
 	tls     *tls.Config
 	tr      *http.Transport
+	h1      *h1Pool // HTTP/1.1 requests without a body; nil for HTTP/2
 	scheme  string
 	tunnel  tunnelRef // the host's tunnel listener, when it has one
 
@@ -91,7 +107,18 @@ func newPool(c *Cluster, h *host, s *spec) *pool {
 		p.tls = s.tls.config.Clone()
 		p.scheme = "https"
 	}
-	p.tr = newTransport(s.http2, s.idleTimeout, s.limits.maxConnections, p.dial, p.tls)
+	if s.http2 {
+		p.tr = newTransport(true, s.idleTimeout, s.limits.maxConnections, p.dial, p.tls)
+		return p
+	}
+	// HTTP/1.1: requests without a body go through h1, the others through
+	// the Transport, whose connections count against the same
+	// max_connections.
+	p.h1 = newH1Pool(p.dialTLS, s.idleTimeout, s.limits.maxConnections)
+	p.tr = newTransport(false, s.idleTimeout, s.limits.maxConnections, func(ctx context.Context) (net.Conn, error) {
+		return p.h1.dialShared(ctx, p.dial)
+	}, p.tls)
+	p.h1.evict = p.tr.CloseIdleConnections
 	return p
 }
 
@@ -150,7 +177,7 @@ func (p *pool) dial(ctx context.Context) (net.Conn, error) {
 		conn, err = p.c.m.tunnels.dial(ctx, p.c.node, p.tunnel, p.h.address(), p.timeout)
 	} else {
 		d := newDialer(p.timeout, p.mark)
-		conn, err = d.DialContext(ctx, "tcp", p.h.address().String())
+		conn, err = d.DialContext(ctx, "tcp", p.h.addressText())
 	}
 	if err != nil {
 		if errors.Is(err, ErrConnectFailure) {
@@ -187,15 +214,22 @@ func handshake(ctx context.Context, conn net.Conn, cfg *tls.Config) (net.Conn, e
 // goes out without headers of net/http's own (no User-Agent or
 // Accept-Encoding the caller did not send).
 func (p *pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	addr := p.h.addressText()
+	_, ua := req.Header["User-Agent"]
+	if ua && req.URL.Scheme == p.scheme && req.URL.Host == addr && req.Host != "" && req.RequestURI == "" {
+		// The request is already what goes out (the proxy's case): no
+		// copy of it.
+		return p.roundTrip(req)
+	}
 	r := *req
 	u := *req.URL
-	u.Scheme, u.Host = p.scheme, p.h.address().String()
+	u.Scheme, u.Host = p.scheme, addr
 	r.URL = &u
 	if r.Host == "" {
 		r.Host = req.URL.Host
 	}
 	r.RequestURI = ""
-	if _, ok := req.Header["User-Agent"]; !ok {
+	if !ua {
 		// net/http would add its own User-Agent; a proxy forwards what it
 		// got. An empty value makes the transport send none.
 		r.Header = req.Header.Clone()
@@ -204,14 +238,29 @@ func (p *pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		r.Header["User-Agent"] = []string{""}
 	}
-	return p.tr.RoundTrip(&r)
+	return p.roundTrip(&r)
+}
+
+// roundTrip sends a request whose URL and headers are final.
+func (p *pool) roundTrip(req *http.Request) (*http.Response, error) {
+	if p.h1 != nil && h1Eligible(req) {
+		return p.h1.roundTrip(req)
+	}
+	return p.tr.RoundTrip(req)
 }
 
 func (p *pool) acquire() { p.active.Add(1) }
 
 func (p *pool) release() {
 	if p.active.Add(-1) == 0 && p.retired.Load() {
-		p.tr.CloseIdleConnections()
+		p.closeIdle()
+	}
+}
+
+func (p *pool) closeIdle() {
+	p.tr.CloseIdleConnections()
+	if p.h1 != nil {
+		p.h1.closeIdle()
 	}
 }
 
@@ -219,7 +268,7 @@ func (p *pool) release() {
 // finish. Connections in use are never cut.
 func (p *pool) retire() {
 	p.retired.Store(true)
-	p.tr.CloseIdleConnections()
+	p.closeIdle()
 }
 
 // countedConn releases its cluster connection slot once, on Close.

@@ -250,8 +250,9 @@ func (c *Cluster) setHostsLocked(s *spec, eps []endpointSpec) {
 		if !ok {
 			h = newHost(key, e.addr)
 		}
-		addr := e.addr
-		h.addr.Store(&addr)
+		if h.address() != e.addr {
+			h.setAddress(e.addr)
+		}
 		h.weight, h.hcPort, h.edsHealthy = e.weight, e.hcPort, e.edsHealthy
 		h.tunnel = e.tunnel
 		if s.health == nil {
