@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/weft-mesh/weft/pkg/appmesh"
 )
@@ -30,6 +31,11 @@ type mesh struct {
 	services map[string]*appmesh.VirtualServiceSpec
 	routers  map[string]*router
 	gateways map[string]*gateway
+
+	// callers maps a virtual node to its allowed callers (allowedCallers),
+	// computed once for the whole mesh on first use.
+	callersOnce sync.Once
+	callers     map[string][]string
 }
 
 type router struct {
