@@ -49,14 +49,14 @@ func TestRunPrintConfig(t *testing.T) {
 	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, _, err := runAgent(t, "-config", file, "-print-config", "-state-file", "/var/lib/weft/state.json", "-node-name", "from-flag", "-pin-path", "/tmp/bpf/weft")
+	out, _, err := runAgent(t, "-config", file, "-print-config", "-state-file", "/var/lib/weft/state.json", "-node-name", "from-flag", "-pin-path", "/tmp/bpf/weft", "-tunnel-address", "10.0.0.5:15008")
 	if err != nil {
 		t.Fatalf("print-config: %v\n%s", err, out)
 	}
 	for _, want := range []string{
 		"nodeName: from-flag", "cgroupRoot: /sys/fs/cgroup/weft", "stateFile: /var/lib/weft/state.json",
 		"pinPath: /tmp/bpf/weft", "address: 169.254.100.1:15001", "listen: 169.254.100.2:53",
-		"metricsListen: 127.0.0.1:9465", "- 10.0.0.2", "virtualNode: a",
+		"metricsListen: 127.0.0.1:9465", "- 10.0.0.2", "virtualNode: a", "tunnelAddress: 10.0.0.5:15008",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("effective config lacks %q:\n%s", want, out)
