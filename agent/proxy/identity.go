@@ -51,6 +51,9 @@ type Identities struct {
 	roots *x509.CertPool
 	td    string
 	kick  chan struct{}
+	// moved is closed (and replaced) whenever want or certs change: what
+	// Ready waits on.
+	moved chan struct{}
 }
 
 // NewIdentities asks the mesh CA on conn for the certificates of node.
@@ -61,6 +64,7 @@ func NewIdentities(conn grpc.ClientConnInterface, node string, log *slog.Logger)
 	return &Identities{
 		client: nodeapiv1.NewIdentityClient(conn), node: node, log: log.With(keyComponent, "identities"), now: time.Now,
 		want: map[string]bool{"": true}, certs: map[string]*tls.Certificate{}, kick: make(chan struct{}, 1),
+		moved: make(chan struct{}),
 	}, nil
 }
 
@@ -74,6 +78,9 @@ func (i *Identities) Set(ids []string) {
 	i.mu.Lock()
 	changed := !maps.Equal(want, i.want)
 	i.want = want
+	if changed {
+		i.movedLocked()
+	}
 	i.mu.Unlock()
 	if changed {
 		select {
@@ -81,6 +88,64 @@ func (i *Identities) Set(ids []string) {
 		default:
 		}
 	}
+}
+
+// movedLocked wakes Ready's waiters. i.mu is held.
+func (i *Identities) movedLocked() {
+	close(i.moved)
+	i.moved = make(chan struct{})
+}
+
+// missing names the wanted identities without a certificate ("" is the
+// node's own), and returns the channel closed at the next change.
+func (i *Identities) missing() ([]string, <-chan struct{}) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	var ids []string
+	for id := range i.want {
+		if i.certs[id] == nil {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, i.moved
+}
+
+// Ready returns a channel closed once after is closed and then every
+// identity wanted at that time has its certificate: the node's (the
+// tunnel listener's server certificate) and each virtual node's or
+// gateway's (the tunnels' client certificates). A proxy waits for it
+// before binding its listeners (Proxy.WaitFor), so that a new proxy in a
+// hand-over neither accepts tunnel handshakes it cannot answer nor takes
+// outbound connections whose tunnels it cannot open. It stays open while
+// the controller cannot sign (a proxy without identities serves nothing);
+// the wait is logged every 10 s. It is never closed once ctx ends.
+func (i *Identities) Ready(ctx context.Context, after <-chan struct{}) <-chan struct{} {
+	ready := make(chan struct{})
+	go func() {
+		select {
+		case <-after:
+		case <-ctx.Done():
+			return
+		}
+		tick := time.NewTicker(10 * time.Second)
+		defer tick.Stop()
+		for {
+			ids, moved := i.missing()
+			if len(ids) == 0 {
+				close(ready)
+				return
+			}
+			select {
+			case <-moved:
+			case <-tick.C:
+				i.log.Info("waiting for tunnel certificates before serving", keyIdentity, ids)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ready
 }
 
 // Run fetches and renews the certificates until ctx ends.
@@ -139,6 +204,7 @@ func (i *Identities) refresh(ctx context.Context) (time.Duration, error) {
 		i.mu.Lock()
 		if i.want[id] {
 			i.certs[id] = nc
+			i.movedLocked()
 		}
 		i.roots, i.td = roots, td
 		i.mu.Unlock()

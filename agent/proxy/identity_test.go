@@ -5,8 +5,10 @@ package proxy
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"log/slog"
 	"net/url"
 	"testing"
+	"time"
 )
 
 func TestCallerID(t *testing.T) {
@@ -39,5 +41,44 @@ func TestCallerID(t *testing.T) {
 		if got != tc.want || (err == nil) != (tc.want != "") {
 			t.Errorf("%v: %q, %v; want %q", tc.cs, got, err, tc.want)
 		}
+	}
+}
+
+// TestIdentitiesReady: Ready closes only after its gate and once every
+// wanted identity (the node's and each Set one) has a certificate, and
+// a later Set is waited for when it happened before the gate opened.
+func TestIdentitiesReady(t *testing.T) {
+	i, err := NewIdentities(nil, "node-a", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(id string) {
+		i.mu.Lock()
+		i.certs[id] = &tls.Certificate{}
+		i.movedLocked()
+		i.mu.Unlock()
+	}
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		case <-time.After(100 * time.Millisecond):
+			return false
+		}
+	}
+	gate := make(chan struct{})
+	ready := i.Ready(t.Context(), gate)
+	put("")
+	if closed(ready) {
+		t.Fatal("ready before the gate opened")
+	}
+	i.Set([]string{"mesh/demo/virtualNode/front_shop"})
+	close(gate)
+	if closed(ready) {
+		t.Fatal("ready without front_shop's certificate")
+	}
+	put("mesh/demo/virtualNode/front_shop")
+	if !closed(ready) {
+		t.Fatal("not ready with every certificate")
 	}
 }

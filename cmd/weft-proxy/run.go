@@ -150,7 +150,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// (g.Wait).
 		defer conn.Close()
 	}
-	copts := cluster.Options{Registerer: reg, Mark: o.mark}
+	copts := cluster.Options{Registerer: reg, Mark: o.mark, Node: o.nodeID}
 	deps := proxy.Deps{Registerer: reg, Gatherer: reg}
 	var ids *proxy.Identities
 	if conn != nil && cfg.TunnelListen != "" && !o.plainTunnel {
@@ -194,7 +194,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		p.WaitFor(ads.Warm())
+		warm := ads.Warm()
+		if ids != nil {
+			// Nothing is served before the tunnels have their identities:
+			// the listener's certificate and the callers' (hand-over safety).
+			ids.Set(o.gateways)
+			warm = ids.Ready(gctx, warm)
+		}
+		p.WaitFor(warm)
 		g.Go(func() error { return ads.Run(gctx) })
 	}
 	if o.pprofListen != "" {

@@ -21,7 +21,8 @@ import (
 
 // tunnelMetadataKey is the LbEndpoint filter_metadata namespace that names
 // the tunnel listener an endpoint is reached through (the translator's
-// translate.TunnelMetadataKey): {"node": <node id>, "tunnel": "ip:port"}.
+// translate.TunnelMetadataKey): {"node": <node id>, "tunnel": "ip:port",
+// "inbound_tls": true when the endpoint's listener has App Mesh TLS}.
 const tunnelMetadataKey = "weft.tunnel"
 
 // tunnelRef is where a host is reached through: a node proxy's tunnel
@@ -30,6 +31,20 @@ const tunnelMetadataKey = "weft.tunnel"
 type tunnelRef struct {
 	addr netip.AddrPort
 	node string
+	// inboundTLS: the endpoint's listener has App Mesh TLS, which only its
+	// node proxy's inbound side speaks (not the pod): the tunnel is taken
+	// on that node too.
+	inboundTLS bool
+}
+
+// on tells which tunnel a proxy on node local takes to the host: none
+// (the pod directly) when the host is on local itself and its listener
+// needs no inbound TLS; else t.
+func (t tunnelRef) on(local string) tunnelRef {
+	if local != "" && t.node == local && !t.inboundTLS {
+		return tunnelRef{}
+	}
+	return t
 }
 
 // endpointTunnel reads an endpoint's tunnel listener from its metadata;
@@ -45,7 +60,11 @@ func endpointTunnel(lbe *endpointv3.LbEndpoint, bad func(string, ...any)) tunnel
 		bad("endpoint metadata %s: tunnel %q: want ip:port", tunnelMetadataKey, s)
 		return tunnelRef{}
 	}
-	return tunnelRef{addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), node: md.GetFields()["node"].GetStringValue()}
+	return tunnelRef{
+		addr:       netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()),
+		node:       md.GetFields()["node"].GetStringValue(),
+		inboundTLS: md.GetFields()["inbound_tls"].GetBoolValue(),
+	}
 }
 
 // TunnelIdentity gives the tunnels their mutual TLS: the mesh CA's

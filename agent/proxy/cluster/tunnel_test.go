@@ -140,3 +140,29 @@ func lbEndpointWithMetadata(t *testing.T, md map[string]any) *endpointv3.LbEndpo
 	}
 	return lbe
 }
+
+// TestTunnelOnOwnNode: a proxy dials the pods of its own node directly,
+// except those whose listener has App Mesh TLS (only the inbound side
+// speaks it); other nodes' pods and a proxy without a node keep the
+// tunnel.
+func TestTunnelOnOwnNode(t *testing.T) {
+	addr := netip.MustParseAddrPort("10.0.0.2:15008")
+	plain := tunnelRef{addr: addr, node: "node-b"}
+	withTLS := tunnelRef{addr: addr, node: "node-b", inboundTLS: true}
+	for _, tc := range []struct {
+		ref   tunnelRef
+		local string
+		want  tunnelRef
+	}{
+		{plain, "node-b", tunnelRef{}},
+		{plain, "node-a", plain},
+		{plain, "", plain},
+		{withTLS, "node-b", withTLS},
+		{withTLS, "node-a", withTLS},
+		{tunnelRef{}, "node-b", tunnelRef{}},
+	} {
+		if got := tc.ref.on(tc.local); got != tc.want {
+			t.Errorf("%+v on %q = %+v, want %+v", tc.ref, tc.local, got, tc.want)
+		}
+	}
+}
