@@ -40,13 +40,14 @@ const (
 // kept in memory only. It is the TunnelSecurity of the proxy's tunnel
 // listener and the cluster manager's cluster.TunnelIdentity.
 type Identities struct {
-	client nodeapiv1.IdentityClient
-	node   string
-	log    *slog.Logger
-	now    func() time.Time
+	client   nodeapiv1.IdentityClient
+	node     string
+	listener bool // the node's own certificate is wanted
+	log      *slog.Logger
+	now      func() time.Time
 
 	mu    sync.Mutex
-	want  map[string]bool // "" is the node itself
+	want  map[string]bool // "" is the node itself (listener)
 	certs map[string]*tls.Certificate
 	roots *x509.CertPool
 	td    string
@@ -56,25 +57,38 @@ type Identities struct {
 	moved chan struct{}
 }
 
-// NewIdentities asks the mesh CA on conn for the certificates of node.
-func NewIdentities(conn grpc.ClientConnInterface, node string, log *slog.Logger) (*Identities, error) {
+// NewIdentities asks the mesh CA on conn for the certificates of the
+// proxy on node: the node's own when listener (the proxy serves a tunnel
+// listener), and those Set names. A proxy without a node id of its own (a
+// gateway deployment) names its host in the requests.
+func NewIdentities(conn grpc.ClientConnInterface, node string, listener bool, log *slog.Logger) (*Identities, error) {
 	if node == "" {
 		return nil, errors.New("identities: node id is required")
 	}
 	return &Identities{
-		client: nodeapiv1.NewIdentityClient(conn), node: node, log: log.With(keyComponent, "identities"), now: time.Now,
-		want: map[string]bool{"": true}, certs: map[string]*tls.Certificate{}, kick: make(chan struct{}, 1),
+		client: nodeapiv1.NewIdentityClient(conn), node: node, listener: listener, log: log.With(keyComponent, "identities"), now: time.Now,
+		want: wantIDs(listener, nil), certs: map[string]*tls.Certificate{}, kick: make(chan struct{}, 1),
 		moved: make(chan struct{}),
 	}, nil
+}
+
+// wantIDs is the set of identities to hold: "" (the node's) for a tunnel
+// listener, and ids.
+func wantIDs(listener bool, ids []string) map[string]bool {
+	want := map[string]bool{}
+	if listener {
+		want[""] = true
+	}
+	for _, id := range ids {
+		want[id] = true
+	}
+	return want
 }
 
 // Set names the virtual nodes and gateways (node ids) the proxy serves;
 // their certificates are fetched, the others dropped.
 func (i *Identities) Set(ids []string) {
-	want := map[string]bool{"": true}
-	for _, id := range ids {
-		want[id] = true
-	}
+	want := wantIDs(i.listener, ids)
 	i.mu.Lock()
 	changed := !maps.Equal(want, i.want)
 	i.want = want

@@ -48,7 +48,7 @@ func TestCallerID(t *testing.T) {
 // wanted identity (the node's and each Set one) has a certificate, and
 // a later Set is waited for when it happened before the gate opened.
 func TestIdentitiesReady(t *testing.T) {
-	i, err := NewIdentities(nil, "node-a", slog.New(slog.DiscardHandler))
+	i, err := NewIdentities(nil, "node-a", true, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,5 +80,18 @@ func TestIdentitiesReady(t *testing.T) {
 	put("mesh/demo/virtualNode/front_shop")
 	if !closed(ready) {
 		t.Fatal("not ready with every certificate")
+	}
+}
+
+// TestIdentitiesWithoutListener: a proxy without a tunnel listener (a
+// gateway deployment) wants no node certificate, only its callers'.
+func TestIdentitiesWithoutListener(t *testing.T) {
+	i, err := NewIdentities(nil, "host", false, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i.Set([]string{"mesh/demo/virtualGateway/gw"})
+	if got, _ := i.missing(); len(got) != 1 || got[0] != "mesh/demo/virtualGateway/gw" {
+		t.Errorf("missing %q, want only the gateway's identity", got)
 	}
 }

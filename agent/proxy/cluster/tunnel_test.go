@@ -166,3 +166,55 @@ func TestTunnelOnOwnNode(t *testing.T) {
 		}
 	}
 }
+
+// TestTunnelConnDeadline: a deadline in the past ends a blocked read at
+// once (how the HTTP/1.1 client cancels an exchange), a future one when it
+// passes, and the zero time disarms it.
+func TestTunnelConnDeadline(t *testing.T) {
+	newConn := func() *tunnelConn {
+		br, _ := io.Pipe()
+		_, pw := io.Pipe()
+		return &tunnelConn{body: br, pw: pw, cancel: func() {}}
+	}
+	readErr := func(c *tunnelConn) chan error {
+		ch := make(chan error, 1)
+		go func() {
+			_, err := c.Read(make([]byte, 1))
+			ch <- err
+		}()
+		return ch
+	}
+	c := newConn()
+	ch := readErr(c)
+	if err := c.SetDeadline(time.Unix(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ch:
+		if err == nil {
+			t.Error("read after a past deadline: no error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a past deadline did not end the blocked read")
+	}
+
+	c = newConn()
+	ch = readErr(c)
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a future deadline did not end the blocked read when it passed")
+	}
+
+	c = newConn()
+	ch = readErr(c)
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	_ = c.SetReadDeadline(time.Time{})
+	select {
+	case err := <-ch:
+		t.Fatalf("a disarmed deadline ended the read: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	_ = c.Close()
+}
