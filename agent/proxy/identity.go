@@ -52,9 +52,11 @@ type Identities struct {
 	roots *x509.CertPool
 	td    string
 	kick  chan struct{}
-	// moved is closed (and replaced) whenever want or certs change: what
-	// Ready waits on.
+	// moved is closed (and replaced) whenever want, certs or failed
+	// change: what Ready waits on.
 	moved chan struct{}
+	// failed counts the refresh rounds that could not sign everything.
+	failed int
 }
 
 // NewIdentities asks the mesh CA on conn for the certificates of the
@@ -111,8 +113,9 @@ func (i *Identities) movedLocked() {
 }
 
 // missing names the wanted identities without a certificate ("" is the
-// node's own), and returns the channel closed at the next change.
-func (i *Identities) missing() ([]string, <-chan struct{}) {
+// node's own), and returns the failed rounds so far and the channel closed
+// at the next change.
+func (i *Identities) missing() ([]string, int, <-chan struct{}) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	var ids []string
@@ -122,7 +125,7 @@ func (i *Identities) missing() ([]string, <-chan struct{}) {
 		}
 	}
 	slices.Sort(ids)
-	return ids, i.moved
+	return ids, i.failed, i.moved
 }
 
 // Ready returns a channel closed once after is closed and then every
@@ -131,9 +134,12 @@ func (i *Identities) missing() ([]string, <-chan struct{}) {
 // gateway's (the tunnels' client certificates). A proxy waits for it
 // before binding its listeners (Proxy.WaitFor), so that a new proxy in a
 // hand-over neither accepts tunnel handshakes it cannot answer nor takes
-// outbound connections whose tunnels it cannot open. It stays open while
-// the controller cannot sign (a proxy without identities serves nothing);
-// the wait is logged every 10 s. It is never closed once ctx ends.
+// outbound connections whose tunnels it cannot open. When a round of
+// signing fails after after closed (the controller is down, or refuses an
+// identity) it is closed all the same, with a warning: a proxy starting
+// from its cache while the controller is away serves what needs no tunnel
+// (static stability) rather than nothing. The wait is logged every 10 s;
+// it is never closed once ctx ends.
 func (i *Identities) Ready(ctx context.Context, after <-chan struct{}) <-chan struct{} {
 	ready := make(chan struct{})
 	go func() {
@@ -142,11 +148,17 @@ func (i *Identities) Ready(ctx context.Context, after <-chan struct{}) <-chan st
 		case <-ctx.Done():
 			return
 		}
+		_, failed0, _ := i.missing()
 		tick := time.NewTicker(10 * time.Second)
 		defer tick.Stop()
 		for {
-			ids, moved := i.missing()
+			ids, failed, moved := i.missing()
 			if len(ids) == 0 {
+				close(ready)
+				return
+			}
+			if failed > failed0 {
+				i.log.Warn("serving without tunnel certificates the controller did not sign; their tunnels fail until it does", keyIdentity, ids)
 				close(ready)
 				return
 			}
@@ -168,6 +180,10 @@ func (i *Identities) Run(ctx context.Context) error {
 	for {
 		next, err := i.refresh(ctx)
 		if err != nil {
+			i.mu.Lock()
+			i.failed++
+			i.movedLocked()
+			i.mu.Unlock()
 			i.log.Warn("tunnel certificates", keyError, err, keyDelay, backoff)
 			next = backoff
 			backoff = min(2*backoff, 30*time.Second)

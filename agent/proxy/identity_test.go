@@ -91,7 +91,38 @@ func TestIdentitiesWithoutListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	i.Set([]string{"mesh/demo/virtualGateway/gw"})
-	if got, _ := i.missing(); len(got) != 1 || got[0] != "mesh/demo/virtualGateway/gw" {
+	if got, _, _ := i.missing(); len(got) != 1 || got[0] != "mesh/demo/virtualGateway/gw" {
 		t.Errorf("missing %q, want only the gateway's identity", got)
+	}
+}
+
+// TestIdentitiesReadyWhenSigningFails: a failed signing round after the
+// gate releases the proxy (static stability: it serves from its cache
+// what needs no tunnel); one before the gate does not.
+func TestIdentitiesReadyWhenSigningFails(t *testing.T) {
+	i, err := NewIdentities(nil, "node-a", true, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail := func() {
+		i.mu.Lock()
+		i.failed++
+		i.movedLocked()
+		i.mu.Unlock()
+	}
+	fail()
+	gate := make(chan struct{})
+	ready := i.Ready(t.Context(), gate)
+	close(gate)
+	select {
+	case <-ready:
+		t.Fatal("ready after a failure before the gate")
+	case <-time.After(100 * time.Millisecond):
+	}
+	fail()
+	select {
+	case <-ready:
+	case <-time.After(5 * time.Second):
+		t.Fatal("not ready after a failed round")
 	}
 }
