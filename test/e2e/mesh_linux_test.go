@@ -194,6 +194,7 @@ func (w *world) canarySplit(t *testing.T) {
 // identity, front_shop's caller identity) and the tunnel listener takes
 // nothing else (TestInboundMTLS's tunnelRefusals).
 func (w *world) crossNodeTunnel(t *testing.T, b0 meshbed.Metrics, want map[string]float64) {
+	t.Helper()
 	b1 := mustScrape(t, w.B.ProxyMetrics)
 	for name, n := range want {
 		id := "mesh/demo/virtualNode/" + name + "_shop"

@@ -202,7 +202,10 @@ func TestTunnelConnDeadline(t *testing.T) {
 	ch = readErr(c)
 	_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
 	select {
-	case <-ch:
+	case err := <-ch:
+		if err == nil {
+			t.Error("read after a passed deadline: no error")
+		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a future deadline did not end the blocked read when it passed")
 	}
