@@ -40,40 +40,63 @@ const (
 // kept in memory only. It is the TunnelSecurity of the proxy's tunnel
 // listener and the cluster manager's cluster.TunnelIdentity.
 type Identities struct {
-	client nodeapiv1.IdentityClient
-	node   string
-	log    *slog.Logger
-	now    func() time.Time
+	client   nodeapiv1.IdentityClient
+	node     string
+	listener bool // the node's own certificate is wanted
+	log      *slog.Logger
+	now      func() time.Time
 
 	mu    sync.Mutex
-	want  map[string]bool // "" is the node itself
+	want  map[string]bool // "" is the node itself (listener)
 	certs map[string]*tls.Certificate
 	roots *x509.CertPool
 	td    string
 	kick  chan struct{}
+	// moved is closed (and replaced) whenever want, certs or failed
+	// change: what Ready waits on.
+	moved chan struct{}
+	// failed counts the refresh rounds that could not sign everything.
+	failed int
 }
 
-// NewIdentities asks the mesh CA on conn for the certificates of node.
-func NewIdentities(conn grpc.ClientConnInterface, node string, log *slog.Logger) (*Identities, error) {
+// NewIdentities asks the mesh CA on conn for the certificates of the
+// proxy on node: the node's own when listener (the proxy serves a tunnel
+// listener), and those Set names. A proxy without a node id of its own (a
+// gateway deployment) names its host in the requests.
+func NewIdentities(conn grpc.ClientConnInterface, node string, listener bool, log *slog.Logger) (*Identities, error) {
 	if node == "" {
 		return nil, errors.New("identities: node id is required")
 	}
 	return &Identities{
-		client: nodeapiv1.NewIdentityClient(conn), node: node, log: log.With(keyComponent, "identities"), now: time.Now,
-		want: map[string]bool{"": true}, certs: map[string]*tls.Certificate{}, kick: make(chan struct{}, 1),
+		client: nodeapiv1.NewIdentityClient(conn), node: node, listener: listener, log: log.With(keyComponent, "identities"), now: time.Now,
+		want: wantIDs(listener, nil), certs: map[string]*tls.Certificate{}, kick: make(chan struct{}, 1),
+		moved: make(chan struct{}),
 	}, nil
+}
+
+// wantIDs is the set of identities to hold: "" (the node's) for a tunnel
+// listener, and ids.
+func wantIDs(listener bool, ids []string) map[string]bool {
+	want := map[string]bool{}
+	if listener {
+		want[""] = true
+	}
+	for _, id := range ids {
+		want[id] = true
+	}
+	return want
 }
 
 // Set names the virtual nodes and gateways (node ids) the proxy serves;
 // their certificates are fetched, the others dropped.
 func (i *Identities) Set(ids []string) {
-	want := map[string]bool{"": true}
-	for _, id := range ids {
-		want[id] = true
-	}
+	want := wantIDs(i.listener, ids)
 	i.mu.Lock()
 	changed := !maps.Equal(want, i.want)
 	i.want = want
+	if changed {
+		i.movedLocked()
+	}
 	i.mu.Unlock()
 	if changed {
 		select {
@@ -83,12 +106,84 @@ func (i *Identities) Set(ids []string) {
 	}
 }
 
+// movedLocked wakes Ready's waiters. i.mu is held.
+func (i *Identities) movedLocked() {
+	close(i.moved)
+	i.moved = make(chan struct{})
+}
+
+// missing names the wanted identities without a certificate ("" is the
+// node's own), and returns the failed rounds so far and the channel closed
+// at the next change.
+func (i *Identities) missing() ([]string, int, <-chan struct{}) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	var ids []string
+	for id := range i.want {
+		if i.certs[id] == nil {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, i.failed, i.moved
+}
+
+// Ready returns a channel closed once after is closed and then every
+// identity wanted at that time has its certificate: the node's (the
+// tunnel listener's server certificate) and each virtual node's or
+// gateway's (the tunnels' client certificates). A proxy waits for it
+// before binding its listeners (Proxy.WaitFor), so that a new proxy in a
+// hand-over neither accepts tunnel handshakes it cannot answer nor takes
+// outbound connections whose tunnels it cannot open. When a round of
+// signing fails after after closed (the controller is down, or refuses an
+// identity) it is closed all the same, with a warning: a proxy starting
+// from its cache while the controller is away serves what needs no tunnel
+// (static stability) rather than nothing. The wait is logged every 10 s;
+// it is never closed once ctx ends.
+func (i *Identities) Ready(ctx context.Context, after <-chan struct{}) <-chan struct{} {
+	ready := make(chan struct{})
+	go func() {
+		select {
+		case <-after:
+		case <-ctx.Done():
+			return
+		}
+		_, failed0, _ := i.missing()
+		tick := time.NewTicker(10 * time.Second)
+		defer tick.Stop()
+		for {
+			ids, failed, moved := i.missing()
+			if len(ids) == 0 {
+				close(ready)
+				return
+			}
+			if failed > failed0 {
+				i.log.Warn("serving without tunnel certificates the controller did not sign; their tunnels fail until it does", keyIdentity, ids)
+				close(ready)
+				return
+			}
+			select {
+			case <-moved:
+			case <-tick.C:
+				i.log.Info("waiting for tunnel certificates before serving", keyIdentity, ids)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ready
+}
+
 // Run fetches and renews the certificates until ctx ends.
 func (i *Identities) Run(ctx context.Context) error {
 	backoff := time.Second
 	for {
 		next, err := i.refresh(ctx)
 		if err != nil {
+			i.mu.Lock()
+			i.failed++
+			i.movedLocked()
+			i.mu.Unlock()
 			i.log.Warn("tunnel certificates", keyError, err, keyDelay, backoff)
 			next = backoff
 			backoff = min(2*backoff, 30*time.Second)
@@ -139,6 +234,7 @@ func (i *Identities) refresh(ctx context.Context) (time.Duration, error) {
 		i.mu.Lock()
 		if i.want[id] {
 			i.certs[id] = nc
+			i.movedLocked()
 		}
 		i.roots, i.td = roots, td
 		i.mu.Unlock()

@@ -150,16 +150,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// (g.Wait).
 		defer conn.Close()
 	}
-	copts := cluster.Options{Registerer: reg, Mark: o.mark}
+	copts := cluster.Options{Registerer: reg, Mark: o.mark, Node: o.nodeID}
 	deps := proxy.Deps{Registerer: reg, Gatherer: reg}
 	var ids *proxy.Identities
-	if conn != nil && cfg.TunnelListen != "" && !o.plainTunnel {
+	if conn != nil && !o.plainTunnel {
 		// The tunnels between node proxies are mutual TLS with the
-		// controller's mesh CA.
-		if ids, err = proxy.NewIdentities(conn, o.nodeID, log); err != nil {
+		// controller's mesh CA: every proxy dials them (a gateway too),
+		// one with a tunnel listener also serves them.
+		signer := o.nodeID
+		if signer == "" {
+			if signer, err = os.Hostname(); err != nil || signer == "" {
+				signer = "gateway"
+			}
+		}
+		if ids, err = proxy.NewIdentities(conn, signer, cfg.TunnelListen != "", log); err != nil {
 			return err
 		}
-		copts.TunnelIdentity, deps.Tunnel = ids, ids
+		copts.TunnelIdentity = ids
+		if cfg.TunnelListen != "" {
+			deps.Tunnel = ids
+		}
 	}
 	clusters := cluster.NewManager(copts, log)
 	defer clusters.Close()
@@ -194,7 +204,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		p.WaitFor(ads.Warm())
+		warm := ads.Warm()
+		if ids != nil {
+			// Nothing is served before the tunnels have their identities:
+			// the listener's certificate and the callers' (hand-over safety).
+			ids.Set(o.gateways)
+			warm = ids.Ready(gctx, warm)
+		}
+		p.WaitFor(warm)
 		g.Go(func() error { return ads.Run(gctx) })
 	}
 	if o.pprofListen != "" {

@@ -49,21 +49,21 @@
 //
 //	front --DNS (sendmsg redirect)--> agent A: color... = 240.240.x.y
 //	front --connect(240.240.x.y:8080)--> [connect4: L7] --> proxy A :15001
-//	      proxy A --route canary 90/10--> blue or green pod on node B :8080
+//	      proxy A --route canary 90/10, CONNECT over mTLS--> proxy B :15008
+//	      proxy B --inbound listener of blue or green--> its pod on node B :8080
 //	front --connect(db VIP:15432)--> [connect4: L4] --> db pod on node B :5432
 //
 // Each proxy also serves a tunnel listener on its node's address, port
-// 15008, which its agent registers (proxy.tunnelAddress). In TestMesh and
-// TestFailuresUnderTraffic no listener has App Mesh TLS, so proxy A dials
-// the pods of node B directly (plaintext, routed by the nodes, never
-// NATed) and node B's proxy serves no traffic, though it takes its
-// configuration all the same. In TestInboundMTLS payments' listener is
-// STRICT mTLS: proxy A reaches payments' pod through node B's tunnel
-// listener (an HTTP/2 CONNECT stream over mutual TLS with SPIFFE
-// certificates of the controller's mesh CA; node B checks that checkout
-// may call payments), and node B's proxy terminates the TLS checkout's
-// client policy originates, inside the stream, with payments' inbound
-// listener:
+// 15008, which its agent registers (proxy.tunnelAddress). Every
+// cross-node L7 request goes through it (product.md §2 path 3): in TestMesh
+// and TestFailuresUnderTraffic proxy A reaches blue's and green's pods on
+// node B through node B's tunnel listener (an HTTP/2 CONNECT stream over
+// mutual TLS with SPIFFE certificates of the controller's mesh CA; node B
+// checks that front may call them), and node B's proxy serves the stream
+// with their plaintext inbound listener, which dials the pod. In
+// TestInboundMTLS payments' listener is STRICT mTLS: node B's proxy
+// terminates, inside the stream, the TLS checkout's client policy
+// originates, with payments' inbound listener:
 //
 //	checkout --connect(VIP:8080)--> proxy A :15001 --TLS (client policy,
 //	  client cert checkout, SAN payments) in CONNECT <payments pod>:8080-->
@@ -73,7 +73,10 @@
 //
 //  1. The canary (appmesh-model.md §16 S1): front calls
 //     http://color.shop.svc.cluster.local:8080/ by name; 1000 requests
-//     split 90/10 within five standard deviations.
+//     split 90/10 within five standard deviations; node B's proxy counts
+//     every answer on blue's and green's inbound listeners (the requests
+//     went through its tunnel), rejects nothing, and both proxies hold
+//     their mesh CA certificates (the tunnel is mutual TLS).
 //  2. S3: a gRPC call with x-tenant acme-* takes route get-color and is
 //     retried 3 times on UNAVAILABLE; another tenant takes any-method with
 //     the default 2 retries (attempts counted at the backend).

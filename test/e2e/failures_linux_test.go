@@ -199,7 +199,8 @@ func (w *world) handOverProxy(t *testing.T) {
 	mn.Proxy = meshbed.Start(t, mn.Node.Name+"/weft-proxy (new)", mn.ProxyWL.Command(context.Background(), w.Bins.Proxy,
 		"-xds-server", w.XDSAddr().String(), "-xds-token-file", w.Token,
 		"-node-id", mn.Node.Name, "-cgroup-root", mn.Node.CgroupPath, "-cache-dir", filepath.Join(mn.Dir, "proxy-cache"),
-		"-outbound-listen", mn.ProxyAddr.String(), "-admin-listen", meshbed.ProxyAdmin, "-pin-path", mn.PinPath,
+		"-outbound-listen", mn.ProxyAddr.String(), "-tunnel-listen", mn.TunnelAddr.String(),
+		"-admin-listen", meshbed.ProxyAdmin, "-pin-path", mn.PinPath,
 		"-drain-timeout", "2s", "-log-format", "json"))
 	meshbed.Eventually(t, 30*time.Second, func() error {
 		if err := mn.Proxy.Exited(); err != nil {
@@ -214,9 +215,45 @@ func (w *world) handOverProxy(t *testing.T) {
 		return nil
 	})
 	t.Logf("the new proxy (pid %d) was ready %v after its start", mn.Proxy.Pid(), time.Since(t0).Round(time.Millisecond))
+	identitiesBeforeListening(t, mn.Proxy, "spiffe://weft.mesh/node/node-a", "spiffe://weft.mesh/mesh/demo/virtualNode/front_shop")
 	t1 := time.Now()
 	old.Stop()
 	t.Logf("the old proxy (pid %d) drained and exited %v after SIGTERM", old.Pid(), time.Since(t1).Round(time.Millisecond))
+}
+
+// identitiesBeforeListening: p logged the tunnel certificates of ids (the
+// tunnel listener's and front_shop's caller identity) before it bound its
+// first listener, so that a proxy taking over neither accepted tunnel
+// handshakes nor took outbound connections it could not serve.
+func identitiesBeforeListening(t *testing.T, p *meshbed.Process, ids ...string) {
+	t.Helper()
+	at := func(l map[string]any) time.Time {
+		ts, _ := l["time"].(string)
+		tm, _ := time.Parse(time.RFC3339Nano, ts)
+		return tm
+	}
+	listening := p.LogLines("listening")
+	if len(listening) == 0 {
+		t.Fatal("the new proxy logged no listener")
+	}
+	first := at(listening[0])
+	for _, id := range ids {
+		var got time.Time
+		for _, l := range p.LogLines("tunnel certificate") {
+			if l["identity"] == id {
+				got = at(l)
+				break
+			}
+		}
+		switch {
+		case got.IsZero():
+			t.Errorf("the new proxy logged no tunnel certificate %s", id)
+		case got.After(first):
+			t.Errorf("the new proxy listened at %s, before it had its certificate %s (%s)", first.Format(time.StampMicro), id, got.Format(time.StampMicro))
+		default:
+			t.Logf("the new proxy had %s %v before it listened", id, first.Sub(got))
+		}
+	}
 }
 
 // restartController kills the controller, waits a second and restarts it

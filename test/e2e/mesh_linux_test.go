@@ -158,6 +158,7 @@ func mustScrape(t *testing.T, f func(context.Context) (meshbed.Metrics, error)) 
 // 90/10 between blue and green on node B.
 func (w *world) canarySplit(t *testing.T) {
 	before := mustScrape(t, w.A.AgentMetrics)
+	b0 := mustScrape(t, w.B.ProxyMetrics)
 	const n = 1000
 	res := w.load(t, n, 8)
 	blue, green := res.Counts["blue"], res.Counts["green"]
@@ -182,6 +183,54 @@ func (w *world) canarySplit(t *testing.T) {
 	if lines := strings.Count(string(w.A.Proxy.Output()), " 200 cds_egress_demo_"); lines < n {
 		t.Errorf("front_shop's access log (the proxy's stdout) has %d lines of 200 answers, want at least %d", lines, n)
 	}
+	w.crossNodeTunnel(t, b0, map[string]float64{"blue": float64(blue), "green": float64(green)})
+}
+
+// crossNodeTunnel: the cross-node L7 requests went through node B's
+// tunnel listener (product.md §2 path 3), not straight to the pods: node
+// B's proxy counts each answer of blue and green on their inbound
+// listener, and rejected none. The tunnel is mutual TLS: both proxies
+// logged the certificates the mesh CA signed for them (node B's listener
+// identity, front_shop's caller identity) and the tunnel listener takes
+// nothing else (TestInboundMTLS's tunnelRefusals).
+func (w *world) crossNodeTunnel(t *testing.T, b0 meshbed.Metrics, want map[string]float64) {
+	t.Helper()
+	b1 := mustScrape(t, w.B.ProxyMetrics)
+	for name, n := range want {
+		id := "mesh/demo/virtualNode/" + name + "_shop"
+		got := b1.Sum("weft_proxy_requests_total", "node", id, "route_config", "rds_ingress_http_8080") -
+			b0.Sum("weft_proxy_requests_total", "node", id, "route_config", "rds_ingress_http_8080")
+		t.Logf("node-b's proxy counted %v requests on %s's inbound listener (%v answered)", got, name, n)
+		if got != n {
+			t.Errorf("node-b's proxy counted %v requests on %s's inbound listener, want %v: the traffic did not go through its tunnel", got, name, n)
+		}
+	}
+	if r := b1.Sum("weft_proxy_connections_rejected_total") - b0.Sum("weft_proxy_connections_rejected_total"); r != 0 {
+		t.Errorf("node-b rejected %v connections during good traffic", r)
+	}
+	for _, c := range []struct {
+		name string
+		node *meshbed.Node
+		id   string
+	}{{"node-b", w.B, "spiffe://weft.mesh/node/node-b"}, {"node-a", w.A, "spiffe://weft.mesh/mesh/demo/virtualNode/front_shop"}} {
+		if !hasLine(c.node.Proxy.Output(), "tunnel certificate", c.id) {
+			t.Errorf("%s's proxy logged no tunnel certificate %s: the tunnel is not mutual TLS", c.name, c.id)
+		}
+	}
+}
+
+// hasLine tells whether a line of out holds every one of words.
+func hasLine(out []byte, words ...string) bool {
+	for line := range strings.Lines(string(out)) {
+		ok := true
+		for _, w := range words {
+			ok = ok && strings.Contains(line, w)
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
 }
 
 // grpcRetries: a gRPC client in front calls color-grpc by name. GetColor

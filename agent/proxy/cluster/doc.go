@@ -53,8 +53,12 @@
 // updates as long as their address stays in the cluster.
 //
 // A host whose LbEndpoint has the metadata filter_metadata["weft.tunnel"]
-// ({node, tunnel: "ip:port"}, the translator sets it for listeners with
-// App Mesh TLS) is reached through that node proxy's tunnel listener: each
+// ({node, tunnel: "ip:port", inbound_tls}, the translator sets it for every
+// endpoint whose node registered a tunnel listener) is reached through that
+// node proxy's tunnel listener, unless the node is Options.Node (the
+// proxy's own) and inbound_tls is not set: a pod of the proxy's own node
+// is dialled directly, but App Mesh TLS is spoken only by the inbound
+// side, so such a listener is reached through the own tunnel too. Each
 // connection of its pool is an HTTP/2 CONNECT stream to the host's address
 // on a shared connection per tunnel (tunnel.go), with the cluster's TLS
 // inside it. With Options.TunnelIdentity that connection is mutual TLS:

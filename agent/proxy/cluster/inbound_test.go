@@ -176,7 +176,7 @@ func meshIdentities(ctx context.Context, t *testing.T, done chan<- error) (a, b 
 		ids  **proxy.Identities
 		node string
 	}{{&a, "node-a"}, {&b, "node-b"}} {
-		ids, err := proxy.NewIdentities(conn, n.node, log)
+		ids, err := proxy.NewIdentities(conn, n.node, true, log)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -44,6 +44,10 @@ type Options struct {
 	// TunnelIdentity gives the tunnels to other nodes' proxies their
 	// mutual TLS; nil: plaintext h2c tunnels.
 	TunnelIdentity TunnelIdentity
+	// Node is the node the proxy runs on (its node state's id): its own
+	// tunnel metadata is skipped, its pods dialled directly, unless their
+	// listener has App Mesh TLS. Empty: every tunnel is taken.
+	Node string
 	// Mark, when not 0, is set as SO_MARK on every upstream socket (requests,
 	// tcp_proxy and health checks), so that a datapath exempting that mark
 	// (weft-agent's proxy.mark) does not redirect the proxy's own
@@ -60,6 +64,7 @@ type Manager struct {
 	log      *slog.Logger
 	resolver Resolver
 	mark     uint32
+	node     string // Options.Node
 	metrics  *metrics
 
 	mu     sync.Mutex
@@ -83,6 +88,7 @@ func NewManager(opts Options, log *slog.Logger) *Manager {
 		log:      log.With(keyComponent, "upstreams"),
 		resolver: opts.Resolver,
 		mark:     opts.Mark,
+		node:     opts.Node,
 		nodes:    map[string]map[string]*Cluster{},
 		tunnels:  newTunnels(opts.TunnelIdentity, opts.Mark),
 	}
@@ -254,7 +260,7 @@ func (c *Cluster) setHostsLocked(s *spec, eps []endpointSpec) {
 			h.setAddress(e.addr)
 		}
 		h.weight, h.hcPort, h.edsHealthy = e.weight, e.hcPort, e.edsHealthy
-		h.tunnel = e.tunnel
+		h.tunnel = e.tunnel.on(c.m.node)
 		if s.health == nil {
 			h.hcHealthy, h.hcOK, h.hcFail = true, 0, 0
 		}

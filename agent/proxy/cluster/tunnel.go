@@ -21,7 +21,8 @@ import (
 
 // tunnelMetadataKey is the LbEndpoint filter_metadata namespace that names
 // the tunnel listener an endpoint is reached through (the translator's
-// translate.TunnelMetadataKey): {"node": <node id>, "tunnel": "ip:port"}.
+// translate.TunnelMetadataKey): {"node": <node id>, "tunnel": "ip:port",
+// "inbound_tls": true when the endpoint's listener has App Mesh TLS}.
 const tunnelMetadataKey = "weft.tunnel"
 
 // tunnelRef is where a host is reached through: a node proxy's tunnel
@@ -30,6 +31,20 @@ const tunnelMetadataKey = "weft.tunnel"
 type tunnelRef struct {
 	addr netip.AddrPort
 	node string
+	// inboundTLS: the endpoint's listener has App Mesh TLS, which only its
+	// node proxy's inbound side speaks (not the pod): the tunnel is taken
+	// on that node too.
+	inboundTLS bool
+}
+
+// on tells which tunnel a proxy on node local takes to the host: none
+// (the pod directly) when the host is on local itself and its listener
+// needs no inbound TLS; else t.
+func (t tunnelRef) on(local string) tunnelRef {
+	if local != "" && t.node == local && !t.inboundTLS {
+		return tunnelRef{}
+	}
+	return t
 }
 
 // endpointTunnel reads an endpoint's tunnel listener from its metadata;
@@ -45,7 +60,11 @@ func endpointTunnel(lbe *endpointv3.LbEndpoint, bad func(string, ...any)) tunnel
 		bad("endpoint metadata %s: tunnel %q: want ip:port", tunnelMetadataKey, s)
 		return tunnelRef{}
 	}
-	return tunnelRef{addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), node: md.GetFields()["node"].GetStringValue()}
+	return tunnelRef{
+		addr:       netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()),
+		node:       md.GetFields()["node"].GetStringValue(),
+		inboundTLS: md.GetFields()["inbound_tls"].GetBoolValue(),
+	}
 }
 
 // TunnelIdentity gives the tunnels their mutual TLS: the mesh CA's
@@ -248,19 +267,23 @@ func (t *tunnels) dial(ctx context.Context, caller string, tn tunnelRef, target 
 }
 
 // tunnelConn is one CONNECT stream as a net.Conn. CloseWrite ends the
-// request stream (END_STREAM); Close resets what is left. Deadlines are
-// not supported (nothing on the upstream side sets them): they return an
-// error.
+// request stream (END_STREAM); Close resets what is left. A deadline ends
+// the stream when it passes (Close): what it interrupts cannot go on, as
+// with a cancelled request; the upstream HTTP/1.1 client cancels an
+// exchange this way (a deadline in the past), and closes the connection
+// after it anyway. Setting the zero time, or a later deadline before the
+// earlier one passed, disarms it.
 type tunnelConn struct {
 	body   io.ReadCloser
 	pw     *io.PipeWriter
 	cancel context.CancelFunc
 	once   sync.Once
 
+	dmu    sync.Mutex
+	rd, wd *time.Timer // the read and write deadlines' timers
+
 	remote, local net.Addr
 }
-
-var errTunnelDeadline = errors.New("tunnel stream: deadlines are not supported")
 
 func (c *tunnelConn) Read(b []byte) (int, error)  { return c.body.Read(b) }
 func (c *tunnelConn) Write(b []byte) (int, error) { return c.pw.Write(b) }
@@ -281,7 +304,32 @@ func (c *tunnelConn) Close() error {
 func (c *tunnelConn) LocalAddr() net.Addr { return c.local }
 
 // RemoteAddr is the CONNECT target (the pod).
-func (c *tunnelConn) RemoteAddr() net.Addr             { return c.remote }
-func (c *tunnelConn) SetDeadline(time.Time) error      { return errTunnelDeadline }
-func (c *tunnelConn) SetReadDeadline(time.Time) error  { return errTunnelDeadline }
-func (c *tunnelConn) SetWriteDeadline(time.Time) error { return errTunnelDeadline }
+func (c *tunnelConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *tunnelConn) SetDeadline(t time.Time) error {
+	_ = c.SetReadDeadline(t)
+	return c.SetWriteDeadline(t)
+}
+
+func (c *tunnelConn) SetReadDeadline(t time.Time) error  { c.deadline(&c.rd, t); return nil }
+func (c *tunnelConn) SetWriteDeadline(t time.Time) error { c.deadline(&c.wd, t); return nil }
+
+// deadline arms *timer to close the stream at t (at once when t passed);
+// the zero t disarms it.
+func (c *tunnelConn) deadline(timer **time.Timer, t time.Time) {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	if *timer != nil {
+		(*timer).Stop()
+		*timer = nil
+	}
+	if t.IsZero() {
+		return
+	}
+	d := time.Until(t)
+	if d <= 0 {
+		_ = c.Close()
+		return
+	}
+	*timer = time.AfterFunc(d, func() { _ = c.Close() })
+}

@@ -140,3 +140,84 @@ func lbEndpointWithMetadata(t *testing.T, md map[string]any) *endpointv3.LbEndpo
 	}
 	return lbe
 }
+
+// TestTunnelOnOwnNode: a proxy dials the pods of its own node directly,
+// except those whose listener has App Mesh TLS (only the inbound side
+// speaks it); other nodes' pods and a proxy without a node keep the
+// tunnel.
+func TestTunnelOnOwnNode(t *testing.T) {
+	addr := netip.MustParseAddrPort("10.0.0.2:15008")
+	plain := tunnelRef{addr: addr, node: "node-b"}
+	withTLS := tunnelRef{addr: addr, node: "node-b", inboundTLS: true}
+	for _, tc := range []struct {
+		ref   tunnelRef
+		local string
+		want  tunnelRef
+	}{
+		{plain, "node-b", tunnelRef{}},
+		{plain, "node-a", plain},
+		{plain, "", plain},
+		{withTLS, "node-b", withTLS},
+		{withTLS, "node-a", withTLS},
+		{tunnelRef{}, "node-b", tunnelRef{}},
+	} {
+		if got := tc.ref.on(tc.local); got != tc.want {
+			t.Errorf("%+v on %q = %+v, want %+v", tc.ref, tc.local, got, tc.want)
+		}
+	}
+}
+
+// TestTunnelConnDeadline: a deadline in the past ends a blocked read at
+// once (how the HTTP/1.1 client cancels an exchange), a future one when it
+// passes, and the zero time disarms it.
+func TestTunnelConnDeadline(t *testing.T) {
+	newConn := func() *tunnelConn {
+		br, _ := io.Pipe()
+		_, pw := io.Pipe()
+		return &tunnelConn{body: br, pw: pw, cancel: func() {}}
+	}
+	readErr := func(c *tunnelConn) chan error {
+		ch := make(chan error, 1)
+		go func() {
+			_, err := c.Read(make([]byte, 1))
+			ch <- err
+		}()
+		return ch
+	}
+	c := newConn()
+	ch := readErr(c)
+	if err := c.SetDeadline(time.Unix(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-ch:
+		if err == nil {
+			t.Error("read after a past deadline: no error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a past deadline did not end the blocked read")
+	}
+
+	c = newConn()
+	ch = readErr(c)
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	select {
+	case err := <-ch:
+		if err == nil {
+			t.Error("read after a passed deadline: no error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a future deadline did not end the blocked read when it passed")
+	}
+
+	c = newConn()
+	ch = readErr(c)
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	_ = c.SetReadDeadline(time.Time{})
+	select {
+	case err := <-ch:
+		t.Fatalf("a disarmed deadline ended the read: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	_ = c.Close()
+}

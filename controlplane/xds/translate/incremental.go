@@ -88,13 +88,13 @@ func (m *memo) Endpoints(k NodeKey) ([]Endpoint, bool) {
 // edsAssignment is how a proxy's load assignment was made from the
 // endpoints of a virtual node, so that it can be made again alone.
 type edsAssignment struct {
-	index  int // in Proxy.Endpoints
-	node   NodeKey
-	port   uint32
-	hcPort uint32
-	pref   appmesh.IPPreference
-	vn     *appmesh.VirtualNodeSpec // its Cloud Map attributes select the endpoints
-	tunnel bool                     // the endpoints carry their node's tunnel (servedInbound)
+	index      int // in Proxy.Endpoints
+	node       NodeKey
+	port       uint32
+	hcPort     uint32
+	pref       appmesh.IPPreference
+	vn         *appmesh.VirtualNodeSpec // its Cloud Map attributes select the endpoints
+	inboundTLS bool                     // the listener has App Mesh TLS (inboundTLS)
 }
 
 // UpdateEndpoints returns p (translated by a world of the same resources as
@@ -135,9 +135,7 @@ func (w *World) UpdateEndpoints(p *Proxy) (q *Proxy, ok bool) {
 		name := p.Endpoints[e.index].GetClusterName()
 		eps := cloudMapInstances(e.vn, now[e.node].eps)
 		cla := endpointsCLA(name, eps, e.port, e.hcPort, e.pref)
-		if e.tunnel {
-			setTunnelMetadata(cla, eps)
-		}
+		setTunnelMetadata(cla, eps, e.inboundTLS)
 		if err := cla.ValidateAll(); err != nil {
 			return nil, false // Proxy reports it
 		}

@@ -530,12 +530,10 @@ func (ps *proxyState) targetCluster(t target, policy *appmesh.ClientPolicy, via 
 	c.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()}
 	ps.clusters[name] = c
 	cla := endpointsCLA(name, eps, uint32(t.port), hcPort, pref)
-	tunnel := servedInbound(l)
-	if tunnel {
-		setTunnelMetadata(cla, eps)
-	}
+	tlsIn := inboundTLS(l)
+	setTunnelMetadata(cla, eps, tlsIn)
 	ps.loadAssignments[name] = cla
-	ps.eds[name] = edsAssignment{node: key, port: uint32(t.port), hcPort: hcPort, pref: pref, vn: vn, tunnel: tunnel}
+	ps.eds[name] = edsAssignment{node: key, port: uint32(t.port), hcPort: hcPort, pref: pref, vn: vn, inboundTLS: tlsIn}
 	return name, true
 }
 

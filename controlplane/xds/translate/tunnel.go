@@ -12,23 +12,24 @@ import (
 
 // TunnelMetadataKey is the filter_metadata namespace of an LbEndpoint that
 // is reached through its node proxy's tunnel listener: {"node": <node id>,
-// "tunnel": "<ip>:<port>"}. weft-proxy's cluster manager reads it (the
-// same key is spelled out in agent/proxy/cluster); a stock Envoy ignores
-// it.
+// "tunnel": "<ip>:<port>"}, and "inbound_tls": true when the listener has
+// App Mesh TLS. weft-proxy's cluster manager reads it (the same key is
+// spelled out in agent/proxy/cluster); a stock Envoy ignores it.
 const TunnelMetadataKey = "weft.tunnel"
 
-// servedInbound tells whether a node listener is served by the inbound
-// side of its node's proxy: it terminates App Mesh listener TLS (STRICT or
-// PERMISSIVE), which the workload itself does not speak. Callers then go
-// through the tunnel of the endpoint's node (docs/proxy.md, "Inbound
-// side"); a listener without TLS is dialled directly.
-func servedInbound(l *appmesh.Listener) bool {
+// inboundTLS tells whether a node listener terminates App Mesh TLS (STRICT
+// or PERMISSIVE), which only the inbound side of its node's proxy speaks,
+// not the workload: then even a caller on the same node goes through the
+// tunnel (docs/proxy.md, "Inbound side"). Every other endpoint with a
+// tunnel is reached through it from other nodes only.
+func inboundTLS(l *appmesh.Listener) bool {
 	return l.TLS != nil && (l.TLS.Mode == appmesh.TLSStrict || l.TLS.Mode == appmesh.TLSPermissive)
 }
 
 // setTunnelMetadata marks the endpoints of cla whose node registered a
-// tunnel listener. eps are the endpoints cla was made from.
-func setTunnelMetadata(cla *endpointv3.ClusterLoadAssignment, eps []Endpoint) {
+// tunnel listener. eps are the endpoints cla was made from; tlsIn is
+// inboundTLS of their listener.
+func setTunnelMetadata(cla *endpointv3.ClusterLoadAssignment, eps []Endpoint, tlsIn bool) {
 	for _, loc := range cla.GetEndpoints() {
 		for _, lbe := range loc.GetLbEndpoints() {
 			sa := lbe.GetEndpoint().GetAddress().GetSocketAddress()
@@ -36,12 +37,14 @@ func setTunnelMetadata(cla *endpointv3.ClusterLoadAssignment, eps []Endpoint) {
 				if !ep.Tunnel.IsValid() || ep.Address.Unmap().String() != sa.GetAddress() || ep.Port != sa.GetPortValue() {
 					continue
 				}
-				lbe.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
-					TunnelMetadataKey: {Fields: map[string]*structpb.Value{
-						"node":   structpb.NewStringValue(ep.Node),
-						"tunnel": structpb.NewStringValue(ep.Tunnel.String()),
-					}},
-				}}
+				fields := map[string]*structpb.Value{
+					"node":   structpb.NewStringValue(ep.Node),
+					"tunnel": structpb.NewStringValue(ep.Tunnel.String()),
+				}
+				if tlsIn {
+					fields["inbound_tls"] = structpb.NewBoolValue(true)
+				}
+				lbe.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{TunnelMetadataKey: {Fields: fields}}}
 				break
 			}
 		}
