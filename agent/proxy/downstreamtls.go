@@ -84,28 +84,12 @@ func compileDownstreamTLS(ts *corev3.TransportSocket, alpn []string, httpChain b
 		return nil, errors.New("downstream TLS: session_ticket_keys and OCSP stapling are not supported")
 	}
 	ctc := dt.GetCommonTlsContext()
-	if len(ctc.GetTlsCertificateSdsSecretConfigs()) > 0 {
-		return nil, errDownstreamSDS
-	}
-	if ctc.GetTlsCertificateProviderInstance() != nil || ctc.GetTlsCertificateCertificateProvider() != nil || //nolint:staticcheck // rejecting deprecated fields too
-		ctc.GetTlsCertificateCertificateProviderInstance() != nil || ctc.GetCustomHandshaker() != nil || //nolint:staticcheck // rejecting deprecated fields too
-		ctc.GetCustomTlsCertificateSelector() != nil {
-		return nil, errors.New("downstream TLS: certificate providers and custom handshakers are not supported")
-	}
 	cfg := &tls.Config{
 		MinVersion:             tls.VersionTLS12, // Envoy's server default
 		SessionTicketsDisabled: dt.GetDisableStatelessSessionResumption(),
 	}
-	if p := ctc.GetTlsParams(); p != nil {
-		if v, ok := TLSVersion(p.GetTlsMinimumProtocolVersion()); ok && v != 0 {
-			cfg.MinVersion = v
-		}
-		if v, ok := TLSVersion(p.GetTlsMaximumProtocolVersion()); ok && v != 0 {
-			cfg.MaxVersion = v
-		}
-		if len(p.GetCipherSuites()) > 0 || len(p.GetEcdhCurves()) > 0 || len(p.GetSignatureAlgorithms()) > 0 {
-			return nil, errors.New("downstream TLS: cipher_suites, ecdh_curves and signature_algorithms are not supported")
-		}
+	if err := ApplyCommonTLS(ctc, cfg, "downstream TLS", errDownstreamSDS); err != nil {
+		return nil, err
 	}
 
 	// ALPN: the context's list, else what the connection manager speaks.
@@ -318,6 +302,36 @@ func readDataSource(ds *corev3.DataSource) (data []byte, name string, err error)
 	default:
 		return nil, "", fmt.Errorf("data source %T is not supported", s)
 	}
+}
+
+// ApplyCommonTLS refuses what weft-proxy's TLS does not support in ctc, on
+// either side (SDS secrets, with sdsErr; certificate providers and custom
+// handshakers; cipher suites, curves and signature algorithms), and applies
+// its protocol versions to cfg. side names the side in the errors. The
+// upstream side (package cluster) and the downstream side share it.
+func ApplyCommonTLS(ctc *tlsv3.CommonTlsContext, cfg *tls.Config, side string, sdsErr error) error {
+	if len(ctc.GetTlsCertificateSdsSecretConfigs()) > 0 {
+		return sdsErr
+	}
+	if ctc.GetTlsCertificateProviderInstance() != nil || ctc.GetTlsCertificateCertificateProvider() != nil || //nolint:staticcheck // rejecting deprecated fields too
+		ctc.GetTlsCertificateCertificateProviderInstance() != nil || ctc.GetCustomHandshaker() != nil || //nolint:staticcheck // rejecting deprecated fields too
+		ctc.GetCustomTlsCertificateSelector() != nil {
+		return fmt.Errorf("%s: certificate providers and custom handshakers are not supported", side)
+	}
+	p := ctc.GetTlsParams()
+	if p == nil {
+		return nil
+	}
+	if v, ok := TLSVersion(p.GetTlsMinimumProtocolVersion()); ok && v != 0 {
+		cfg.MinVersion = v
+	}
+	if v, ok := TLSVersion(p.GetTlsMaximumProtocolVersion()); ok && v != 0 {
+		cfg.MaxVersion = v
+	}
+	if len(p.GetCipherSuites()) > 0 || len(p.GetEcdhCurves()) > 0 || len(p.GetSignatureAlgorithms()) > 0 {
+		return fmt.Errorf("%s: cipher_suites, ecdh_curves and signature_algorithms are not supported", side)
+	}
+	return nil
 }
 
 // TLSVersion maps an Envoy TLS protocol version onto crypto/tls's (0 for

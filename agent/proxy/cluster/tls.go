@@ -83,14 +83,6 @@ func compileTLS(ts *corev3.TransportSocket, http2 bool) (*tlsSpec, error) {
 		return nil, errors.New("tls: auto_host_sni, auto_sni_san_validation and allow_renegotiation not supported")
 	}
 	ctc := up.GetCommonTlsContext()
-	if len(ctc.GetTlsCertificateSdsSecretConfigs()) > 0 {
-		return nil, errSDS
-	}
-	if ctc.GetTlsCertificateProviderInstance() != nil || ctc.GetTlsCertificateCertificateProvider() != nil || //nolint:staticcheck // rejecting deprecated fields too
-		ctc.GetTlsCertificateCertificateProviderInstance() != nil || ctc.GetCustomHandshaker() != nil || //nolint:staticcheck // rejecting deprecated fields too
-		ctc.GetCustomTlsCertificateSelector() != nil {
-		return nil, errors.New("tls: certificate providers and custom handshakers not supported")
-	}
 	cfg := &tls.Config{
 		ServerName: up.GetSni(),
 		MinVersion: tls.VersionTLS12, // Envoy's client default
@@ -102,16 +94,8 @@ func compileTLS(ts *corev3.TransportSocket, http2 bool) (*tlsSpec, error) {
 	if len(cfg.NextProtos) == 0 && http2 {
 		cfg.NextProtos = []string{"h2"}
 	}
-	if p := ctc.GetTlsParams(); p != nil {
-		if v, ok := proxy.TLSVersion(p.GetTlsMinimumProtocolVersion()); ok && v != 0 {
-			cfg.MinVersion = v
-		}
-		if v, ok := proxy.TLSVersion(p.GetTlsMaximumProtocolVersion()); ok && v != 0 {
-			cfg.MaxVersion = v
-		}
-		if len(p.GetCipherSuites()) > 0 || len(p.GetEcdhCurves()) > 0 || len(p.GetSignatureAlgorithms()) > 0 {
-			return nil, errors.New("tls: cipher_suites, ecdh_curves and signature_algorithms not supported")
-		}
+	if err := proxy.ApplyCommonTLS(ctc, cfg, "tls", errSDS); err != nil {
+		return nil, err
 	}
 	switch n := len(ctc.GetTlsCertificates()); {
 	case n > 1:
