@@ -125,12 +125,3 @@ func (r ProxyResources) Dangling() error {
 	}
 	return errors.New("missing " + strings.Join(missing, ", ") + more)
 }
-
-// proxyConsistent is the Config.Consistent of Subscribe.
-func proxyConsistent(cfg map[string]Resources) error {
-	r, err := DecodeProxy(Update{Config: cfg})
-	if err != nil {
-		return nil // the ApplyFunc rejects it with the decoding error
-	}
-	return r.Dangling()
-}

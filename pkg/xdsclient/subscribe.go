@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -57,16 +58,46 @@ type ProxyResources struct {
 //		}, log)
 func Subscribe(conn grpc.ClientConnInterface, cfg Config, apply func(context.Context, ProxyResources) error, log *slog.Logger) (*Client, error) {
 	cfg.TypeURLs = ProxyTypeURLs()
+	d := &lastDecode{}
 	if cfg.Consistent == nil {
-		cfg.Consistent = proxyConsistent
+		cfg.Consistent = func(c map[string]Resources) error {
+			r, err := d.decode(c)
+			if err != nil {
+				return nil // the apply function refuses it with the decoding error
+			}
+			return r.Dangling()
+		}
 	}
 	return New(conn, cfg, func(ctx context.Context, u Update) error {
-		r, err := DecodeProxy(u)
+		r, err := d.decode(u.Config)
 		if err != nil {
 			return err
 		}
+		r.FromCache = u.FromCache
 		return apply(ctx, r)
 	}, log)
+}
+
+// lastDecode keeps the last configuration Subscribe decoded, so that the
+// consistency check and the apply function, which see the same candidate
+// one after the other, decode it once. Both run on the Client's Run
+// goroutine.
+type lastDecode struct {
+	versions map[string]string
+	r        ProxyResources
+	err      error
+}
+
+func (d *lastDecode) decode(cfg map[string]Resources) (ProxyResources, error) {
+	versions := make(map[string]string, len(cfg))
+	for t, res := range cfg {
+		versions[t] = res.Version
+	}
+	if d.versions == nil || !maps.Equal(versions, d.versions) {
+		d.r, d.err = DecodeProxy(Update{Config: cfg})
+		d.versions = versions
+	}
+	return d.r, d.err
 }
 
 // DecodeProxy unpacks an update of the four Envoy types.
